@@ -1,0 +1,89 @@
+# 警民通 (JingMinTong) — every command a developer, operator or CI needs.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+RASA        := $(VENV)/bin/rasa
+STAMP       := $(VENV)/.installed
+# Training data: trainers' NLU data plus the dialogue data (the held-out set is in tests/nlu/).
+DATA        := nlu_data/intents nlu_data/faq nlu_data/entities bot/data
+RASA_PORT    ?= 5005
+ACTIONS_PORT ?= 5055
+GATEWAY_PORT ?= 8000
+export RASA_PORT ACTIONS_PORT GATEWAY_PORT
+export ACTION_ENDPOINT_URL ?= http://127.0.0.1:$(ACTIONS_PORT)/webhook
+# Rasa and TensorFlow are chatty and phone home by default; keep them quiet and offline.
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+
+# A Python 3.10 interpreter: python3.10 on PATH, else pyenv's 3.10.x (Rasa 3.6 does not run on 3.11).
+PYTHON310 := $(shell command -v python3.10 2>/dev/null || \
+  (command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.10(\.|$$)' | sort -V -r); do \
+     p="$$(pyenv root)/versions/$$v/bin/python3.10"; [ -x "$$p" ] && echo "$$p" && break; done))
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36mmake %-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then \
+	  echo "Python 3.10 is required (Rasa 3.6 does not run on 3.11+) and none was found."; \
+	  echo "Install it, e.g.:  pyenv install 3.10.13   or   apt-get install python3.10 python3.10-venv"; \
+	  exit 1; fi
+	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON310)"; $(PYTHON310) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade "pip<25" wheel setuptools
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv (Python 3.10) and install pinned dependencies
+
+.PHONY: train
+train: install ## Train a model into bot/models/ (skipped when one matches the data and config)
+	$(PY) -m jmt.train
+
+.PHONY: run
+run: train ## Start Rasa, the action server and the gateway (embedded defaults); Ctrl-C stops all
+	$(PY) -m jmt.launch
+
+.PHONY: shell
+shell: train ## Chat with the bot in the terminal (starts the action server too)
+	$(PY) -m jmt.launch --shell
+
+.PHONY: lint
+lint: install ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: validate
+validate: install ## rasa data validate (domain, NLU data, stories, rules)
+	$(PY) -m jmt.validate
+
+.PHONY: unit
+unit: install ## Unit and API tests (pytest)
+	$(PY) -m pytest -q tests
+
+.PHONY: stories
+stories: train ## Dialogue test stories (rasa test core, fails on prediction errors)
+	$(RASA) test core --model bot/models --stories bot/tests --out results/stories --fail-on-prediction-errors --no-plot
+
+.PHONY: test
+test: lint unit validate stories ## Everything: lint, unit tests, data validation, story tests
+
+.PHONY: evaluate
+evaluate: train ## NLU evaluation on the held-out set; reports under reports/
+	$(PY) -m jmt.evaluate
+
+.PHONY: bench
+bench: train ## Parse latency p50/p95 and throughput through Rasa's HTTP API, plus training time
+	$(PY) bench/nlu_latency.py
+
+.PHONY: clean
+clean: ## Remove trained models, reports and local databases (keeps .venv)
+	rm -rf bot/models results reports var .pytest_cache .mypy_cache .ruff_cache
