@@ -1,0 +1,72 @@
+"""One settings object for the whole project, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a minimal KEY=VALUE `.env` file (comments and blank lines ignored)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    """The environment wins over `.env`, which wins over the default."""
+    if name in os.environ:
+        return os.environ[name]
+    return _read_dotenv(REPO_ROOT / ".env").get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    rasa_url: str
+    redis_url: str | None
+    wechat_token: str | None
+    wechat_app_id: str | None
+    wechat_app_secret: str | None
+    wechat_encoding_aes_key: str | None
+    wechat_api_base_url: str
+    dingtalk_webhook_url: str | None
+    dingtalk_secret: str | None
+    governance_webhook_url: str | None
+    governance_secret: str | None
+    var_dir: Path = field(default=REPO_ROOT / "var")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        var_dir = Path(_env("JMT_VAR_DIR") or REPO_ROOT / "var")
+        return cls(
+            database_url=_env("DATABASE_URL") or f"sqlite:///{var_dir / 'jmt.sqlite3'}",
+            rasa_url=_env("RASA_URL") or f"http://127.0.0.1:{_env('RASA_PORT', '5005')}",
+            redis_url=_env("REDIS_URL") or None,
+            wechat_token=_env("WECHAT_TOKEN"),
+            wechat_app_id=_env("WECHAT_APP_ID"),
+            wechat_app_secret=_env("WECHAT_APP_SECRET"),
+            wechat_encoding_aes_key=_env("WECHAT_ENCODING_AES_KEY") or None,
+            wechat_api_base_url=_env("WECHAT_API_BASE_URL") or "https://api.weixin.qq.com",
+            dingtalk_webhook_url=_env("DINGTALK_WEBHOOK_URL") or None,
+            dingtalk_secret=_env("DINGTALK_SECRET") or None,
+            governance_webhook_url=_env("GOVERNANCE_WEBHOOK_URL") or None,
+            governance_secret=_env("GOVERNANCE_SECRET") or None,
+            var_dir=var_dir,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
