@@ -1,0 +1,26 @@
+"""Rasa custom actions of 警民通 (served by `rasa run actions --actions actions`).
+
+- `forms.py`   form validation and slot normalisation
+- `intake.py`  submitting intakes, hand-offs, cancellation, fallback
+- `records.py` the bridge to the domain layer (cases and tickets)
+- `parsing.py` pure text helpers (money, time, numbers, keywords)
+"""
+
+from actions.forms import (  # noqa: F401  (rasa-sdk registers Action subclasses on import)
+    ValidateDogForm,
+    ValidateEmergencyForm,
+    ValidateFraudForm,
+    ValidateLegalForm,
+    ValidateNoiseForm,
+)
+from actions.intake import (  # noqa: F401
+    ActionCancelIntake,
+    ActionDefaultFallback,
+    ActionEmergencyAlert,
+    ActionHandoff,
+    ActionSubmitDog,
+    ActionSubmitEmergency,
+    ActionSubmitFraud,
+    ActionSubmitLegal,
+    ActionSubmitNoise,
+)

@@ -1,0 +1,180 @@
+"""From a conversation's slots to the domain layer's records (cases and tickets).
+
+The only place actions touch `casework`: it builds the details an officer needs from the
+tracker, and opens cases and tickets through the domain service functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from rasa_sdk import Tracker
+
+from actions import parsing
+from casework import cases, db
+from casework.gazetteer import match_place
+
+logger = logging.getLogger(__name__)
+
+CASE_INTENTS = {
+    "report_fraud": "fraud_suspicion",
+    "emergency": "emergency",
+    "legal_help": "legal_help",
+    "complain_noise": "noise_complaint",
+    "complain_dog": "dog_complaint",
+}
+CATEGORY_LABELS = {
+    "fraud_suspicion": "涉诈",
+    "emergency": "紧急警情",
+    "legal_help": "法律求助",
+    "noise_complaint": "噪音投诉",
+    "dog_complaint": "犬只投诉",
+    "faq": "办事咨询",
+    "other": "其他",
+}
+# The slots an officer needs for each category, in the order a summary shows them.
+CATEGORY_SLOTS = {
+    "fraud_suspicion": (
+        "money_lost",
+        "amount",
+        "event_time",
+        "payment_method",
+        "scammer_contact",
+        "fraud_type",
+        "platform",
+    ),
+    "emergency": ("location",),
+    "legal_help": ("legal_topic",),
+    "noise_complaint": ("location", "noise_source", "noise_ongoing", "event_time"),
+    "dog_complaint": ("location", "dog_incident", "bitten", "injury"),
+    "faq": (),
+    "other": (),
+}
+INTAKE_SLOTS = sorted(
+    {slot for slots in CATEGORY_SLOTS.values() for slot in slots} | {"wants_officer", "dissuaded"}
+)
+
+
+@lru_cache(maxsize=1)
+def _schema_ready() -> bool:
+    """Migrate once per process, the first time an action needs the database."""
+    db.migrate()
+    return True
+
+
+def now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def case_category(tracker: Tracker) -> str:
+    """The category of what the resident is talking about: the intake's, else the latest
+    case intent's, else 'other'."""
+    category = tracker.get_slot("case_category")
+    if category:
+        return str(category)
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            intent = (event.get("parse_data") or {}).get("intent", {}).get("name")
+            if intent in CASE_INTENTS:
+                return CASE_INTENTS[intent]
+    return "other"
+
+
+def trigger_text(tracker: Tracker, category: str) -> str:
+    """The resident's message that started this matter (or the latest one)."""
+    for event in reversed(tracker.events):
+        if event.get("event") != "user":
+            continue
+        intent = (event.get("parse_data") or {}).get("intent", {}).get("name")
+        if CASE_INTENTS.get(intent) == category:
+            return str(event.get("text") or "")
+    return str(tracker.latest_message.get("text") or "")
+
+
+def details_for(tracker: Tracker, category: str) -> dict[str, Any]:
+    """Collected slots for the category plus their normalised forms."""
+    details: dict[str, Any] = {slot: tracker.get_slot(slot) for slot in CATEGORY_SLOTS[category]}
+    amount = tracker.get_slot("amount")
+    if category == "fraud_suspicion" and amount is not None:
+        yuan = amount if isinstance(amount, int | float) else parsing.parse_amount(str(amount))
+        details["amount_yuan"] = yuan
+    when = tracker.get_slot("event_time")
+    if when and "event_time" in details:
+        details["event_time_iso"] = parsing.parse_time(str(when), now())
+    contact = " ".join(str(tracker.get_slot(s) or "") for s in ("scammer_contact",))
+    if category == "fraud_suspicion" and contact.strip():
+        details["scammer_phones"] = parsing.find_phones(contact)
+        details["scammer_accounts"] = parsing.find_bank_accounts(contact)
+    place = match_place(str(tracker.get_slot("location") or ""))
+    if place is not None:
+        details["street"], details["community"] = place.street, place.community
+    details["first_message"] = trigger_text(tracker, category)
+    return details
+
+
+def summary_for(category: str, details: dict[str, Any]) -> str:
+    """One line an officer reads in the queue: category, key facts, the resident's words."""
+    facts = []
+    if details.get("money_lost"):
+        facts.append("已转账")
+    if details.get("amount_yuan"):
+        facts.append(f"{details['amount_yuan']:.0f}元")
+    for key in (
+        "fraud_type",
+        "payment_method",
+        "legal_topic",
+        "location",
+        "noise_source",
+        "dog_incident",
+    ):
+        if details.get(key):
+            facts.append(str(details[key]))
+    if details.get("bitten"):
+        facts.append("有人被咬")
+    text = details.get("first_message", "")
+    head = f"【{CATEGORY_LABELS[category]}】" + "｜".join(facts)
+    return f"{head}：{text[:120]}" if text else head
+
+
+def record_case(
+    tracker: Tracker, *, category: str, priority: str, reason: str, desk: str | None = None
+) -> int:
+    """Open (or update) the resident's case and return its id."""
+    _schema_ready()
+    details = details_for(tracker, category)
+    with db.session_scope() as session:
+        case = cases.open_case(
+            session=session,
+            sender_id=tracker.sender_id,
+            category=category,
+            priority=priority,
+            reason=reason,
+            summary=summary_for(category, details),
+            details=details,
+            location=tracker.get_slot("location"),
+            desk=desk,
+        )
+        case_id = int(case.id)
+    logger.info("case %s %s/%s for %s (%s)", case_id, category, priority, tracker.sender_id, reason)
+    return case_id
+
+
+def record_ticket(tracker: Tracker, *, category: str, kind: str) -> int:
+    """Record a diversion ticket for the governance platform and return its id."""
+    _schema_ready()
+    details = details_for(tracker, category)
+    with db.session_scope() as session:
+        ticket = cases.open_ticket(
+            session=session,
+            sender_id=tracker.sender_id,
+            kind=kind,
+            summary=summary_for(category, details),
+            details=details,
+            location=tracker.get_slot("location"),
+        )
+        ticket_id = int(ticket.id)
+    logger.info("ticket %s (%s) for %s", ticket_id, kind, tracker.sender_id)
+    return ticket_id
