@@ -1,0 +1,83 @@
+"""`jmt` — operators' and trainers' command line.
+
+jmt db migrate            bring the database schema up to date
+jmt cases [--status S]    list hand-offs recorded by the assistant
+jmt tickets               list diversion tickets for the governance platform
+jmt train | evaluate      same as `make train` / `make evaluate`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from sqlalchemy import select
+
+from casework import db
+from casework.models import Case, Ticket
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def list_cases(status: str | None) -> None:
+    db.migrate()
+    with db.session_scope() as session:
+        query = select(Case).order_by(Case.id)
+        if status:
+            query = query.where(Case.status == status)
+        for case in session.execute(query).scalars():
+            _print(
+                f"#{case.id} [{case.priority}] {case.category} {case.status} "
+                f"desk={case.desk or '社区民警'} {case.created_at:%Y-%m-%d %H:%M} {case.summary}"
+            )
+            _print("    " + json.dumps(case.details, ensure_ascii=False))
+
+
+def list_tickets() -> None:
+    db.migrate()
+    with db.session_scope() as session:
+        for ticket in session.execute(select(Ticket).order_by(Ticket.id)).scalars():
+            _print(
+                f"#{ticket.id} {ticket.kind} {ticket.status} {ticket.location or ''} "
+                f"{ticket.summary}"
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="jmt", description="警民通 command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    database = commands.add_parser("db", help="database schema")
+    database.add_argument("action", choices=["migrate"])
+    cases = commands.add_parser("cases", help="list hand-offs")
+    cases.add_argument("--status", choices=["open", "claimed", "closed"])
+    commands.add_parser("tickets", help="list diversion tickets")
+    commands.add_parser("train", help="train a model unless one matches the data")
+    commands.add_parser("evaluate", help="evaluate the model on the held-out set")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    if args.command == "db":
+        db.migrate()
+        _print("database schema is up to date")
+    elif args.command == "cases":
+        list_cases(args.status)
+    elif args.command == "tickets":
+        list_tickets()
+    elif args.command == "train":
+        from jmt.train import main as train_main
+
+        sys.argv = ["jmt train", *rest]
+        train_main()
+    elif args.command == "evaluate":
+        from jmt.evaluate import main as evaluate_main
+
+        sys.argv = ["jmt evaluate", *rest]
+        evaluate_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Shared fixtures: a real database per test (SQLite always; PostgreSQL when reachable).
+
+PostgreSQL tests read TEST_DATABASE_URL (default: the local server's `test` database) and
+run in a schema of their own that is dropped afterwards. They skip with the reason when
+the server is unreachable — except under CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from actions import records
+from casework import db
+from casework.settings import get_settings
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _reset_caches() -> None:
+    get_settings.cache_clear()
+    records._schema_ready.cache_clear()
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    base = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+    try:
+        engine = sa.create_engine(base, future=True)
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+    except Exception as error:  # noqa: BLE001 — any failure to connect means "unreachable"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {base} is unreachable under CI=true: {error}")
+        pytest.skip(f"PostgreSQL at {base} is unreachable: {error}")
+    schema = f"jmt_test_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'create schema "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        db.get_engine.cache_clear()
+        db._session_factory.cache_clear()
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'drop schema "{schema}" cascade'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path, monkeypatch) -> Iterator[str]:
+    """A migrated, empty database on each backend; DATABASE_URL points at it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jmt.sqlite3'}"
+        urls: Iterator[str] = iter([url])
+    else:
+        urls = _postgres_schema_url()
+    url = next(urls)
+    monkeypatch.setenv("DATABASE_URL", url)
+    _reset_caches()
+    db.migrate(url)
+    yield url
+    next(urls, None)  # runs the generator's cleanup
+    _reset_caches()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path, monkeypatch) -> Iterator[str]:
+    """A migrated SQLite database (for tests that are not about the backend)."""
+    url = f"sqlite:///{tmp_path / 'jmt.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    _reset_caches()
+    db.migrate(url)
+    yield url
+    _reset_caches()

@@ -1,0 +1,97 @@
+"""The domain layer on a real database: SQLite and PostgreSQL."""
+
+import pytest
+from sqlalchemy import select
+
+from casework import db
+from casework.cases import CaseError, open_case, open_ticket
+from casework.models import Case, Ticket
+
+
+def test_open_case_records_category_priority_desk_and_details(database_url):
+    with db.session_scope() as session:
+        case = open_case(
+            session=session,
+            sender_id="o-1",
+            category="fraud_suspicion",
+            priority="urgent",
+            reason="money_lost",
+            summary="被骗两万",
+            details={"amount_yuan": 20000, "payment_method": "银行卡转账", "empty": None},
+        )
+        case_id = case.id
+    with db.session_scope() as session:
+        stored = session.get(Case, case_id)
+        assert (stored.category, stored.priority, stored.status, stored.desk) == (
+            "fraud_suspicion",
+            "urgent",
+            "open",
+            "反诈",
+        )
+        assert stored.details == {"amount_yuan": 20000, "payment_method": "银行卡转账"}
+
+
+def test_second_hand_off_updates_the_open_case_and_only_raises_priority(database_url):
+    with db.session_scope() as session:
+        first = open_case(
+            session=session,
+            sender_id="o-2",
+            category="fraud_suspicion",
+            priority="urgent",
+            reason="money_lost",
+            summary="a",
+            details={"amount_yuan": 5000},
+        )
+        second = open_case(
+            session=session,
+            sender_id="o-2",
+            category="fraud_suspicion",
+            priority="normal",
+            reason="resident_request",
+            summary="b",
+            details={"scammer_contact": "13812345678"},
+        )
+        assert first.id == second.id
+    with db.session_scope() as session:
+        cases = session.execute(select(Case).where(Case.sender_id == "o-2")).scalars().all()
+        assert len(cases) == 1
+        assert cases[0].priority == "urgent"
+        assert cases[0].details == {"amount_yuan": 5000, "scammer_contact": "13812345678"}
+
+
+def test_open_ticket_is_pending_for_the_governance_platform(database_url):
+    with db.session_scope() as session:
+        ticket_id = open_ticket(
+            session=session,
+            sender_id="o-3",
+            kind="noise",
+            summary="楼上装修",
+            location="骆驼街道金华小区",
+        ).id
+    with db.session_scope() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.kind, ticket.status, ticket.location) == (
+            "noise",
+            "pending",
+            "骆驼街道金华小区",
+        )
+
+
+@pytest.mark.parametrize(("category", "priority"), [("burglary", "urgent"), ("emergency", "asap")])
+def test_unknown_category_or_priority_is_refused_and_nothing_stored(sqlite_url, category, priority):
+    with pytest.raises(CaseError), db.session_scope() as session:
+        open_case(
+            session=session,
+            sender_id="o-4",
+            category=category,
+            priority=priority,
+            reason="x",
+            summary="x",
+        )
+    with db.session_scope() as session:
+        assert session.execute(select(Case)).first() is None
+
+
+def test_migrate_is_idempotent(database_url):
+    db.migrate(database_url)
+    db.migrate(database_url)
