@@ -8,8 +8,6 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 RASA        := $(VENV)/bin/rasa
 STAMP       := $(VENV)/.installed
-# Training data: trainers' NLU data plus the dialogue data (the held-out set is in tests/nlu/).
-DATA        := nlu_data/intents nlu_data/faq nlu_data/entities bot/data
 RASA_PORT    ?= 5005
 ACTIONS_PORT ?= 5055
 GATEWAY_PORT ?= 8000
@@ -27,7 +25,7 @@ PYTHON310 := $(shell command -v python3.10 2>/dev/null || \
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36mmake %-10s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36mmake %-10s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -48,7 +46,7 @@ train: install ## Train a model into bot/models/ (skipped when one matches the d
 	$(PY) -m jmt.train
 
 .PHONY: run
-run: train ## Start Rasa, the action server and the gateway (embedded defaults); Ctrl-C stops all
+run: train ## Start Rasa and the action server (embedded defaults) and print the URLs; Ctrl-C stops all
 	$(PY) -m jmt.launch
 
 .PHONY: shell
@@ -66,15 +64,19 @@ validate: install ## rasa data validate (domain, NLU data, stories, rules)
 	$(PY) -m jmt.validate
 
 .PHONY: unit
-unit: install ## Unit and API tests (pytest)
-	$(PY) -m pytest -q tests
+unit: install ## Unit and API tests (pytest; PostgreSQL tests skip if it is unreachable, outside CI)
+	$(PY) -m pytest -q -m "not e2e" tests
+
+.PHONY: e2e
+e2e: train ## End-to-end tests: real Rasa + action server processes, a conversation, the records
+	$(PY) -m pytest -q -m e2e tests
 
 .PHONY: stories
-stories: train ## Dialogue test stories (rasa test core, fails on prediction errors)
-	$(RASA) test core --model bot/models --stories bot/tests --out results/stories --fail-on-prediction-errors --no-plot
+stories: train ## Dialogue test stories end to end (NLU + actions; fails on any prediction error)
+	$(RASA) test core --e2e --model bot/models --stories bot/tests --out results/stories --fail-on-prediction-errors --no-plot
 
 .PHONY: test
-test: lint unit validate stories ## Everything: lint, unit tests, data validation, story tests
+test: lint unit validate stories e2e ## Everything: lint, unit tests, data validation, story and e2e tests
 
 .PHONY: evaluate
 evaluate: train ## NLU evaluation on the held-out set; reports under reports/

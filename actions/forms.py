@@ -59,17 +59,44 @@ def shared_location(tracker: Tracker) -> str | None:
     return f"{label}{coords}" or None
 
 
+def address_in_message(tracker: Tracker) -> str | None:
+    """All address entities of the latest message joined in order: the NLU often splits
+    "庄市街道兴庄社区" into two, and Rasa's own mapping would keep only the last."""
+    entities = [
+        e for e in tracker.latest_message.get("entities") or [] if e.get("entity") == "address"
+    ]
+    if len(entities) < 2:
+        return None
+    entities.sort(key=lambda e: e.get("start", 0))
+    return "".join(str(e.get("value", "")) for e in entities)
+
+
 class LocationMixin:
-    """`location` from a shared WeChat location, which beats any typed text."""
+    """`location` from a shared WeChat location (beats any typed text), else the whole
+    address the resident typed."""
 
     async def extract_location(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        shared = shared_location(tracker)
-        return {"location": shared} if shared else {}
+        location = shared_location(tracker) or address_in_message(tracker)
+        return {"location": location} if location else {}
 
 
-class ValidateFraudForm(FormValidationAction):
+class EventTimeMixin:
+    """When the resident answers "when?", keep the whole answer: the NLU's time entity
+    may be only part of it (昨天晚上 of 昨天晚上八点)."""
+
+    async def validate_event_time(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        text = latest_text(tracker).strip()
+        answering = tracker.get_slot("requested_slot") == "event_time"
+        if answering and isinstance(value, str) and value in text and len(text) <= 20:
+            return {"event_time": text}
+        return {"event_time": value}
+
+
+class ValidateFraudForm(EventTimeMixin, FormValidationAction):
     def name(self) -> str:
         return "validate_fraud_form"
 
@@ -173,7 +200,7 @@ class ValidateFraudForm(FormValidationAction):
         return events
 
 
-class ValidateNoiseForm(LocationMixin, FormValidationAction):
+class ValidateNoiseForm(LocationMixin, EventTimeMixin, FormValidationAction):
     def name(self) -> str:
         return "validate_noise_form"
 

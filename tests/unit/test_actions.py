@@ -373,3 +373,32 @@ def test_cancel_stops_the_intake_and_records_nothing(sqlite_url):
     assert events == [ActiveLoop(None), *RESET]
     assert said == ["utter_cancelled"]
     assert all_cases() == [] and all_tickets() == []
+
+
+def test_an_address_split_by_the_nlu_is_kept_whole(sqlite_url):
+    t = tracker("庄市街道兴庄社区", active_loop="dog_form", slots={"requested_slot": "location"})
+    t.latest_message["entities"] = [
+        {"entity": "address", "value": "兴庄社区", "start": 4, "end": 8},
+        {"entity": "address", "value": "庄市街道", "start": 0, "end": 4},
+    ]
+    events, _ = run(ValidateDogForm(), t)
+    assert events[0] == SlotSet("location", "庄市街道兴庄社区")
+
+
+def test_the_whole_answer_to_when_is_kept(sqlite_url):
+    t = tracker(
+        "昨天晚上八点",
+        active_loop="fraud_form",
+        slots={
+            "money_lost": True,
+            "amount": 20000.0,
+            "event_time": "昨天晚上",
+            "requested_slot": "event_time",
+        },
+    )
+    t.events.append({"event": "slot", "name": "event_time", "value": "昨天晚上"})
+    events, _ = run(ValidateFraudForm(), t)
+    assert events == [
+        SlotSet("event_time", "昨天晚上八点"),
+        SlotSet("requested_slot", "payment_method"),
+    ]

@@ -1,0 +1,177 @@
+"""End to end: real Rasa and action-server processes, a conversation over Rasa's REST
+channel, and the records it leaves in the database.
+
+Needs a trained model (`make train`); `make test` trains or reuses the cached one first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from casework import db
+from casework.models import Case, Ticket
+from jmt import paths
+from jmt.train import data_hash, model_path
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="module")
+def bot(tmp_path_factory) -> Iterator[dict]:
+    model = model_path(data_hash())
+    if not model.exists():
+        pytest.fail(f"no model for the current data ({model.name}); run `make train` first")
+    database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'jmt.sqlite3'}"
+    rasa_port, actions_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "RASA_TELEMETRY_ENABLED": "false",
+        "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{actions_port}/webhook",
+    }
+    rasa = str(Path(sys.executable).with_name("rasa"))
+    logs = tmp_path_factory.mktemp("logs")
+    actions = subprocess.Popen(
+        [rasa, "run", "actions", "--actions", "actions", "--port", str(actions_port)],
+        cwd=paths.REPO_ROOT,
+        env=env,
+        stdout=open(logs / "actions.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
+    server = subprocess.Popen(
+        [
+            rasa,
+            "run",
+            "--enable-api",
+            "--model",
+            str(model),
+            "--endpoints",
+            str(paths.ENDPOINTS),
+            "--credentials",
+            str(paths.CREDENTIALS),
+            "--port",
+            str(rasa_port),
+        ],
+        cwd=paths.REPO_ROOT,
+        env=env,
+        stdout=open(logs / "rasa.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{actions_port}/health", actions)
+        wait_for(f"http://127.0.0.1:{rasa_port}/status", server)
+        yield {"url": f"http://127.0.0.1:{rasa_port}", "database": database}
+    finally:
+        for process in (server, actions):
+            process.terminate()
+            process.wait(timeout=30)
+        db.get_engine.cache_clear()
+
+
+def say(bot: dict, sender: str, text: str) -> list[str]:
+    body = json.dumps({"sender": sender, "message": text}).encode()
+    request = urllib.request.Request(
+        f"{bot['url']}/webhooks/rest/webhook", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return [m.get("text", "") for m in json.loads(response.read())]
+
+
+def response(name: str) -> str:
+    for file in paths.DOMAIN.glob("*.yml"):
+        responses = (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("responses", {})
+        if name in responses:
+            return responses[name][0]["text"]
+    raise KeyError(name)
+
+
+def cases(bot: dict, sender: str) -> list[Case]:
+    with db.session_scope(bot["database"]) as session:
+        return list(session.execute(select(Case).where(Case.sender_id == sender)).scalars())
+
+
+def test_triage_api_returns_intent_and_confidence(bot):
+    request = urllib.request.Request(
+        f"{bot['url']}/model/parse", json.dumps({"text": "我被刷单骗了两万"}).encode()
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        parsed = json.loads(reply.read())
+    assert parsed["intent"]["name"] == "report_fraud"
+    assert any(e["entity"] == "amount" for e in parsed["entities"])
+
+
+def test_fraud_with_money_gone_alerts_at_once_and_hands_off_urgently(bot):
+    sender = f"e2e-{uuid.uuid4().hex[:8]}"
+    first = say(bot, sender, "我昨天在抖音上刷单被骗了两万，用银行卡转给他的")
+    assert response("utter_stop_payment_now") in first
+    assert first[-1] == response("utter_ask_scammer_contact")
+    [case] = cases(bot, sender)  # the urgent case exists before the intake is finished
+    assert (case.priority, case.desk) == ("urgent", "反诈")
+    second = say(bot, sender, "他的卡号是6222021234567890123")
+    assert second == [response("utter_fraud_handed_over")]
+    [case] = cases(bot, sender)
+    assert case.details["amount_yuan"] == 20000
+    assert case.details["payment_method"] == "银行卡转账"
+    assert case.details["scammer_accounts"] == ["6222021234567890123"]
+    assert say(bot, sender, "民警什么时候联系我") == []  # paused: officers own it now
+
+
+def test_faq_is_answered_directly(bot):
+    assert say(bot, "e2e-faq", "身份证丢了怎么补办") == [response("utter_faq/id_card_reissue")]
+
+
+def test_noise_complaint_becomes_a_ticket(bot):
+    sender = f"e2e-{uuid.uuid4().hex[:8]}"
+    say(bot, sender, "楼上装修太吵了")
+    say(bot, sender, "骆驼街道万景社区3幢")
+    say(bot, sender, "电钻打墙")
+    say(bot, sender, "是的还在吵")
+    last = say(bot, sender, "早上七点就开始了")
+    assert any("工单号" in text for text in last)
+    with db.session_scope(bot["database"]) as session:
+        [ticket] = session.execute(select(Ticket).where(Ticket.sender_id == sender)).scalars()
+        assert (ticket.kind, ticket.details["street"]) == ("noise", "骆驼街道")
+
+
+def test_emergency_gets_110_advice_before_any_question(bot):
+    sender = f"e2e-{uuid.uuid4().hex[:8]}"
+    first = say(bot, sender, "救命 有人拿刀在砍人")
+    assert first[0] == response("utter_emergency_110")
+    assert first[-1] == response("utter_ask_emergency_form_location")
+    assert [c.priority for c in cases(bot, sender)] == ["urgent"]
+    assert say(bot, sender, "招宝山街道车站路社区菜场门口") == [
+        response("utter_emergency_handed_over")
+    ]
+    assert cases(bot, sender)[0].details["community"] == "车站路社区"
