@@ -38,7 +38,7 @@ def hand_off(
 ) -> list[EventType]:
     """Record the case, tell the resident, and give the conversation to the officers."""
     case_id = records.record_case(
-        tracker, category=category, priority=priority, reason=reason, desk=desk
+        tracker, category=category, priority=priority, reason=reason, desk=desk, pause=True
     )
     dispatcher.utter_message(response=response)
     return [

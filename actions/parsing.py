@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from casework.privacy import BANK_CARD, ID_CARD, LANDLINE, MOBILE, SERVICE, digits_only
+from casework.privacy import mask_pii as mask_pii  # re-exported: actions mask with it too
+
 # ---------------------------------------------------------------- Chinese numerals
 
 _DIGITS = {
@@ -103,49 +106,20 @@ def parse_amount(text: str) -> float | None:
 
 # ---------------------------------------------------------------- numbers people paste
 
-_MOBILE = re.compile(r"(?<!\d)(?:\+?86[-\s]?)?(1[3-9]\d[-\s]?\d{4}[-\s]?\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-?\d{7,8})(?!\d)")
-_SERVICE = re.compile(r"(?<!\d)(95\d{3,4}|96\d{3}|400-?\d{3}-?\d{4})(?!\d)")
-_BANK_CARD = re.compile(r"(?<!\d)((?:\d{4}[\s-]?){3}\d{4}(?:[\s-]?\d{1,3})?)(?!\d)")
-_ID_CARD = re.compile(
-    r"(?<!\d)(\d{6}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:[0-2]\d|3[01])\d{3}[\dXx])(?!\d)"
-)
-
-
-def _digits(value: str) -> str:
-    return re.sub(r"[^\dXx]", "", value)
-
 
 def find_phones(text: str) -> list[str]:
     """Mobile, landline and service numbers (95xxx, 400-...), digits only."""
     found = []
-    for pattern in (_MOBILE, _LANDLINE, _SERVICE):
-        found += [_digits(m.group(1)) for m in pattern.finditer(text)]
+    for pattern in (MOBILE, LANDLINE, SERVICE):
+        found += [digits_only(m.group(1)) for m in pattern.finditer(text)]
     return list(dict.fromkeys(found))
 
 
 def find_bank_accounts(text: str) -> list[str]:
     """Bank-card numbers (16–19 digits, grouped or not), excluding ID-card numbers."""
-    ids = set(_digits(m.group(1)) for m in _ID_CARD.finditer(text))
-    cards = [_digits(m.group(1)) for m in _BANK_CARD.finditer(text)]
+    ids = set(digits_only(m.group(1)) for m in ID_CARD.finditer(text))
+    cards = [digits_only(m.group(1)) for m in BANK_CARD.finditer(text)]
     return [card for card in dict.fromkeys(cards) if 16 <= len(card) <= 19 and card not in ids]
-
-
-def mask_pii(text: str) -> str:
-    """Mask phone, ID-card and bank-card numbers for logs and the trainer inbox."""
-
-    def keep_ends(match: re.Match, head: int, tail: int) -> str:
-        value = match.group(1)
-        digits = _digits(value)
-        return match.group(0).replace(
-            value, digits[:head] + "*" * (len(digits) - head - tail) + digits[-tail:]
-        )
-
-    text = _ID_CARD.sub(lambda m: keep_ends(m, 6, 4), text)
-    text = _BANK_CARD.sub(lambda m: keep_ends(m, 4, 4), text)
-    text = _MOBILE.sub(lambda m: keep_ends(m, 3, 4), text)
-    text = _LANDLINE.sub(lambda m: keep_ends(m, 4, 2), text)
-    return text
 
 
 # ---------------------------------------------------------------- time

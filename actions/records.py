@@ -14,7 +14,7 @@ from typing import Any
 from rasa_sdk import Tracker
 
 from actions import parsing
-from casework import cases, db
+from casework import cases, conversations, db
 from casework.gazetteer import match_place
 
 logger = logging.getLogger(__name__)
@@ -140,9 +140,16 @@ def summary_for(category: str, details: dict[str, Any]) -> str:
 
 
 def record_case(
-    tracker: Tracker, *, category: str, priority: str, reason: str, desk: str | None = None
+    tracker: Tracker,
+    *,
+    category: str,
+    priority: str,
+    reason: str,
+    desk: str | None = None,
+    pause: bool = False,
 ) -> int:
-    """Open (or update) the resident's case and return its id."""
+    """Open (or update) the resident's case and return its id. With `pause`, the
+    conversation is handed to officers: the gateway stops sending it to the bot."""
     _schema_ready()
     details = details_for(tracker, category)
     with db.session_scope() as session:
@@ -158,6 +165,8 @@ def record_case(
             desk=desk,
         )
         case_id = int(case.id)
+        if pause:
+            conversations.hand_to_officers(session=session, openid=tracker.sender_id)
     logger.info("case %s %s/%s for %s (%s)", case_id, category, priority, tracker.sender_id, reason)
     return case_id
 

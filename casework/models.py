@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import declarative_base
 
 Base: Any = declarative_base()
@@ -48,3 +59,101 @@ class Ticket(Base):
     details = Column(JSON, nullable=False, default=dict)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class Resident(Base):
+    """A WeChat user of the official account, known by their openid."""
+
+    __tablename__ = "residents"
+
+    id = Column(Integer, primary_key=True)
+    openid = Column(String(128), nullable=False, unique=True)
+    subscribed = Column(Boolean, nullable=False, default=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class Conversation(Base):
+    """A resident's thread with the account. Exactly one owner: the bot or an officer."""
+
+    __tablename__ = "conversations"
+
+    id = Column(Integer, primary_key=True)
+    resident_id = Column(Integer, ForeignKey("residents.id"), nullable=False, unique=True)
+    openid = Column(String(128), nullable=False, unique=True)
+    owner = Column(String(16), nullable=False, default="bot")  # bot | officer
+    officer_id = Column(Integer, ForeignKey("users.id"), nullable=True)
+    location_label = Column(Text, nullable=True)  # the last location the resident shared
+    location_lat = Column(Float, nullable=True)
+    location_lng = Column(Float, nullable=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class Message(Base):
+    """Every message, both directions, stored before anything else happens to it."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_messages_dedupe_key"),)
+
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(Integer, ForeignKey("conversations.id"), nullable=False, index=True)
+    direction = Column(String(8), nullable=False)  # in | out
+    msg_type = Column(String(16), nullable=False)  # text, voice, location, image, link, event ...
+    # Inbound only: WeChat's MsgId, or FromUserName:CreateTime:Event for events. Retries of
+    # the same message carry the same key, so the unique constraint makes storing idempotent.
+    dedupe_key = Column(String(200), nullable=True)
+    content = Column(Text, nullable=False, default="")  # what a person reads
+    media = Column(JSON, nullable=False, default=dict)  # recognition, location, media id, url ...
+    raw = Column(Text, nullable=True)  # the decrypted XML as received
+    status = Column(String(16), nullable=False, default="received")
+    intent = Column(String(100), nullable=True)
+    confidence = Column(Float, nullable=True)
+    reply = Column(Text, nullable=True)  # inbound: the passive reply given (repeated on retries)
+    sender = Column(String(32), nullable=True)  # outbound: bot | officer:<name> | system
+    delivery = Column(String(16), nullable=True)  # outbound: passive | outbox
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+
+
+class OutboxItem(Base):
+    """A customer-service message waiting to be delivered through the WeChat API."""
+
+    __tablename__ = "outbox"
+
+    id = Column(Integer, primary_key=True)
+    message_id = Column(Integer, ForeignKey("messages.id"), nullable=False)
+    openid = Column(String(128), nullable=False, index=True)
+    text = Column(Text, nullable=False)
+    status = Column(String(16), nullable=False, default="pending", index=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+    last_error = Column(Text, nullable=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    sent_at = Column(DateTime(timezone=True), nullable=True)
+
+
+class User(Base):
+    """An officer, commander, trainer or admin of the console."""
+
+    __tablename__ = "users"
+
+    id = Column(Integer, primary_key=True)
+    username = Column(String(64), nullable=False, unique=True)
+    password_hash = Column(String(255), nullable=False)
+    role = Column(String(16), nullable=False)  # officer | commander | trainer | admin
+    community = Column(String(64), nullable=True)
+    desk = Column(String(16), nullable=True)
+    active = Column(Boolean, nullable=False, default=True)
+    failed_logins = Column(Integer, nullable=False, default=0)
+    locked_until = Column(DateTime(timezone=True), nullable=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class SharedValue(Base):
+    """Small values shared by every gateway worker, e.g. the WeChat access token."""
+
+    __tablename__ = "shared_values"
+
+    key = Column(String(128), primary_key=True)
+    value = Column(Text, nullable=False)
+    expires_at = Column(DateTime(timezone=True), nullable=True)

@@ -402,3 +402,13 @@ def test_the_whole_answer_to_when_is_kept(sqlite_url):
         SlotSet("event_time", "昨天晚上八点"),
         SlotSet("requested_slot", "payment_method"),
     ]
+
+
+def test_a_hand_off_gives_the_conversation_to_officers_and_a_diversion_does_not(sqlite_url):
+    from casework.models import Conversation
+
+    run(ActionHandoff(), tracker("转人工", intent="request_human", sender_id="resident-h"))
+    run(ActionSubmitNoise(), tracker("是", sender_id="resident-n", slots={"location": "骆驼"}))
+    with db.session_scope() as session:
+        owners = {c.openid: c.owner for c in session.execute(select(Conversation)).scalars()}
+    assert owners == {"resident-h": "officer"}

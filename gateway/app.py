@@ -1,0 +1,97 @@
+"""The FastAPI application: `uvicorn gateway.app:app` (or `create_app()` in tests)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from casework import db
+from casework.settings import Settings, get_settings
+from gateway import protocol
+from gateway.outbox_worker import OutboxWorker
+from gateway.routes import auth, conversations, health, wechat
+from gateway.service import InboundService
+from integrations.rasa import RasaClient
+from integrations.wechat import SqlTokenStorage, WeChatApi, WeChatMessenger
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    start_outbox: bool = True,
+    rasa: RasaClient | None = None,
+    passive_budget: float | None = None,
+) -> FastAPI:
+    """The app. Tests pass their own settings, a stand-in Rasa client and a shorter
+    passive-reply budget; production uses the environment."""
+    settings = settings or get_settings()
+    settings.check_for_production()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db.migrate(settings.database_url)
+        client = rasa or RasaClient(settings.rasa_url)
+        worker = None
+        if settings.wechat_app_id and settings.wechat_app_secret:
+            api = WeChatApi(
+                settings.wechat_app_id,
+                settings.wechat_app_secret,
+                base_url=settings.wechat_api_base_url,
+                storage=SqlTokenStorage(settings.database_url),
+            )
+            worker = OutboxWorker(WeChatMessenger(api), database_url=settings.database_url)
+            if start_outbox:
+                worker.start()
+        else:
+            logger.warning("WECHAT_APP_ID/SECRET not set: customer-service messages stay queued")
+        app.state.rasa = client
+        app.state.outbox = worker
+        app.state.inbound = InboundService(
+            rasa=client,
+            database_url=settings.database_url,
+            outbox_wakeup=worker.wakeup if worker else None,
+            **({"passive_budget": passive_budget} if passive_budget is not None else {}),
+        )
+        yield
+        await app.state.inbound.drain()
+        if worker is not None:
+            await worker.stop()
+        await client.close()
+
+    app = FastAPI(
+        title="警民通 gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.crypto = protocol.crypto_for(
+        settings.wechat_token or "", settings.wechat_encoding_aes_key, settings.wechat_app_id
+    )
+    for router in (wechat.router, health.router, auth.router, conversations.router):
+        app.include_router(router)
+    if settings.simulator_enabled:
+        from gateway.simulator import routes as simulator
+
+        app.include_router(simulator.router)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "服务器内部错误，请稍后再试"}, status_code=500)
+
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn gateway.app:app` builds the app on first access, not at import time.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,61 @@
+"""FastAPI dependencies: settings, database session, the signed-in user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from casework import accounts, db
+from casework.models import User
+from casework.settings import Settings
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
+    with db.session_scope(settings.database_url) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_user(
+    token: Annotated[str, Depends(oauth2_scheme)], session: SessionDep, settings: SettingsDep
+) -> User:
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "登录已失效，请重新登录",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    secret = accounts.signing_secret(session=session, configured=settings.secret_key)
+    try:
+        claims = accounts.read_token(token, secret=secret)
+    except accounts.AuthError as error:
+        raise unauthorized from error
+    user = session.get(User, claims.user_id)
+    if user is None or not user.active:
+        raise unauthorized
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def officer(user: CurrentUser) -> User:
+    """Officers, commanders and admins read conversations; trainers do not."""
+    if user.role not in ("officer", "commander", "admin"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看群众会话")
+    return user
+
+
+OfficerUser = Annotated[User, Depends(officer)]

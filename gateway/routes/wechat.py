@@ -1,0 +1,77 @@
+"""GET /wechat (URL verification) and POST /wechat (messages and events).
+
+The official-account callback protocol: plain mode, and AES safe mode when the request
+says `encrypt_type=aes`. Bad requests get 403/400/413 and are never stored; a failure to
+store answers 503 so WeChat retries; nothing else ever reaches the caller as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from gateway import protocol
+from gateway.messages import describe
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["wechat"])
+
+
+def _query(request: Request) -> protocol.CallbackQuery:
+    params = request.query_params
+    return protocol.CallbackQuery(
+        signature=params.get("signature", ""),
+        timestamp=params.get("timestamp", ""),
+        nonce=params.get("nonce", ""),
+        encrypt_type=params.get("encrypt_type"),
+        msg_signature=params.get("msg_signature"),
+    )
+
+
+def _refuse(error: protocol.ProtocolError, request: Request) -> Response:
+    client = request.client.host if request.client else "?"
+    logger.warning("refused WeChat request from %s: %s (%d)", client, error.reason, error.status)
+    return PlainTextResponse(error.reason, status_code=error.status)
+
+
+@router.get("/wechat", include_in_schema=False)
+def verify_url(request: Request) -> Response:
+    """WeChat's URL check: echo `echostr` when the signature is right."""
+    try:
+        protocol.verify_signature(request.app.state.settings.wechat_token, _query(request))
+    except protocol.ProtocolError as error:
+        return _refuse(error, request)
+    return PlainTextResponse(request.query_params.get("echostr", ""))
+
+
+@router.post("/wechat", include_in_schema=False)
+async def receive(request: Request) -> Response:
+    settings = request.app.state.settings
+    query = _query(request)
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > protocol.MAX_BODY_BYTES:
+            raise protocol.ProtocolError(413, "body too large")
+        protocol.verify_signature(settings.wechat_token, query)
+        body = await request.body()
+        protocol.check_body(body)
+        crypto = request.app.state.crypto
+        message, xml = protocol.decode(body, query, crypto)
+        incoming = describe(message)
+    except protocol.ProtocolError as error:
+        return _refuse(error, request)
+    except ValueError as error:  # bad Content-Length, undecodable bytes
+        return _refuse(protocol.ProtocolError(400, f"bad request: {error}"), request)
+    try:
+        reply = await request.app.state.inbound.handle(incoming, xml)
+    except Exception:
+        # Not stored (the database is down?): 503 makes WeChat retry the same message.
+        logger.exception("could not handle %s", incoming.dedupe_key)
+        return PlainTextResponse("temporarily unavailable", status_code=503)
+    if reply is None:
+        return PlainTextResponse("success")
+    return Response(
+        protocol.render_reply(reply, message, query, crypto), media_type="application/xml"
+    )

@@ -1,0 +1,252 @@
+"""One inbound WeChat message, from "stored" to "answered" (design rules 1–3).
+
+1. Store it first, idempotently; a retry gets the stored reply (or `success`).
+2. If an officer owns the conversation, it waits for the officer; the bot stays quiet.
+3. Otherwise ask Rasa. An answer inside the passive window (~4.5 s) goes back in the
+   HTTP response; a later one goes through the outbox (customer-service API).
+4. Rasa or the action server down or too slow: the resident is told a human will answer
+   and an open case is recorded for officers; later messages try the bot again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from casework import cases, conversations, db, outbox
+from casework.models import Message
+from casework.privacy import mask_pii
+from gateway.messages import Incoming, bot_texts, compose
+from integrations.rasa import RasaClient, RasaUnavailable
+
+logger = logging.getLogger(__name__)
+
+PASSIVE_BUDGET = 4.5  # seconds: WeChat gives up after 5
+BOT_UNAVAILABLE = (
+    "抱歉，智能助手暂时无法回复，已为您转给值班民警，民警会尽快在这里回复您。"
+    "情况紧急请直接拨打110。"
+)
+RATE_LIMITED = "您的消息发得有点快，我们都已收到，请稍等片刻再继续发送。情况紧急请直接拨打110。"
+
+
+class RateLimiter:
+    """At most `limit` messages per resident per `window` seconds (per gateway worker)."""
+
+    def __init__(self, limit: int = 20, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        seen = self._seen[key]
+        while seen and now - seen[0] > self.window:
+            seen.popleft()
+        if len(seen) >= self.limit:
+            return False
+        seen.append(now)
+        return True
+
+
+@dataclass(frozen=True)
+class Stored:
+    message_id: int
+    conversation_id: int
+    new: bool
+    reply: str | None
+    owner: str
+
+
+class InboundService:
+    def __init__(
+        self,
+        *,
+        rasa: RasaClient,
+        database_url: str | None = None,
+        rate_limiter: RateLimiter | None = None,
+        passive_budget: float = PASSIVE_BUDGET,
+        outbox_wakeup: asyncio.Event | None = None,
+    ) -> None:
+        self.rasa = rasa
+        self.database_url = database_url
+        self.rate_limiter = rate_limiter or RateLimiter()
+        self.passive_budget = passive_budget
+        self.outbox_wakeup = outbox_wakeup
+        self._background: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ storage (sync)
+
+    def _store(self, incoming: Incoming, raw: str) -> Stored:
+        with db.session_scope(self.database_url) as session:
+            message, new = conversations.record_inbound(
+                session=session,
+                openid=incoming.openid,
+                dedupe_key=incoming.dedupe_key,
+                msg_type=incoming.msg_type,
+                content=incoming.content,
+                media=incoming.media,
+                raw=raw,
+            )
+            conversation = conversations.conversation_for(session=session, openid=incoming.openid)
+            if new and incoming.event in ("subscribe", "unsubscribe"):
+                conversations.set_subscribed(
+                    session=session,
+                    openid=incoming.openid,
+                    subscribed=incoming.event == "subscribe",
+                )
+            location = incoming.media.get("location")
+            if new and location:
+                conversations.set_location(
+                    session=session,
+                    openid=incoming.openid,
+                    label=location["label"],
+                    lat=location["lat"],
+                    lng=location["lng"],
+                )
+            if new and incoming.msg_type == "image":
+                case = conversations.open_case_of(session=session, openid=incoming.openid)
+                if case is not None:  # the photo belongs with the case officers are handling
+                    images = [*(case.details or {}).get("images", []), incoming.media]
+                    case.details = {**(case.details or {}), "images": images}
+            return Stored(message.id, conversation.id, new, message.reply, conversation.owner)
+
+    def _answer_passively(self, stored: Stored, text: str, sender: str) -> None:
+        with db.session_scope(self.database_url) as session:
+            conversations.record_outbound(
+                session=session,
+                conversation_id=stored.conversation_id,
+                text=text,
+                sender=sender,
+                delivery="passive",
+            )
+            message = session.get(Message, stored.message_id)
+            if message is not None:
+                message.reply, message.status = text, "answered"
+
+    def _enqueue(self, stored: Stored, openid: str, texts: list[str], sender: str) -> None:
+        with db.session_scope(self.database_url) as session:
+            for text in texts:
+                outbox.enqueue(
+                    session=session,
+                    conversation_id=stored.conversation_id,
+                    openid=openid,
+                    text=text,
+                    sender=sender,
+                )
+            message = session.get(Message, stored.message_id)
+            if message is not None and message.status == "received":
+                message.status = "answered"
+        if self.outbox_wakeup is not None:
+            self.outbox_wakeup.set()
+
+    def _set_status(self, message_id: int, status: str) -> None:
+        with db.session_scope(self.database_url) as session:
+            message = session.get(Message, message_id)
+            if message is not None:
+                message.status = status
+
+    def _record_parse(self, message_id: int, intent: str | None, confidence: float | None) -> None:
+        with db.session_scope(self.database_url) as session:
+            message = session.get(Message, message_id)
+            if message is not None:
+                message.intent, message.confidence = intent, confidence
+
+    def _bot_down_case(self, openid: str, content: str, error: str) -> None:
+        with db.session_scope(self.database_url) as session:
+            cases.open_case(
+                session=session,
+                sender_id=openid,
+                category="other",
+                priority="high",
+                reason="bot_unavailable",
+                summary=f"【智能助手故障】{content[:120]}",
+                details={"first_message": content, "error": error[:300]},
+            )
+
+    # ------------------------------------------------------------------ the flow
+
+    async def handle(self, incoming: Incoming, raw: str) -> str | None:
+        """The passive reply text for this request, or None for `success`."""
+        stored = await asyncio.to_thread(self._store, incoming, raw)
+        if not stored.new:
+            logger.info(
+                "retry of %s: %s", incoming.dedupe_key, "same reply" if stored.reply else "success"
+            )
+            return stored.reply
+        logger.info("in  %s %s: %s", incoming.openid, incoming.msg_type, mask_pii(incoming.content))
+        if incoming.local_reply:
+            await asyncio.to_thread(self._answer_passively, stored, incoming.local_reply, "system")
+            return incoming.local_reply
+        if incoming.bot_text is None:
+            return None
+        if stored.owner == "officer":
+            await asyncio.to_thread(self._set_status, stored.message_id, "for_officer")
+            return None  # the officer answers from the console
+        if not self.rate_limiter.allow(incoming.openid):
+            await asyncio.to_thread(self._answer_passively, stored, RATE_LIMITED, "system")
+            return RATE_LIMITED
+        return await self._ask_bot(incoming, stored)
+
+    async def _ask_bot(self, incoming: Incoming, stored: Stored) -> str | None:
+        task = asyncio.create_task(self._bot_turn(incoming))
+        try:
+            texts, error = await asyncio.wait_for(asyncio.shield(task), self.passive_budget)
+        except asyncio.TimeoutError:
+            # Too slow for a passive reply: answer `success`, deliver when the bot is done.
+            self._keep(asyncio.create_task(self._deliver_late(task, incoming, stored)))
+            return None
+        if error is not None:
+            await asyncio.to_thread(self._bot_down_case, incoming.openid, incoming.content, error)
+            texts = [BOT_UNAVAILABLE]
+        else:
+            self.record_parse_later(incoming, stored.message_id)
+        if not texts:
+            await asyncio.to_thread(self._set_status, stored.message_id, "answered")
+            return None  # the bot chose to say nothing (e.g. the conversation is paused)
+        passive, rest = compose(texts)
+        await asyncio.to_thread(self._answer_passively, stored, passive, "bot")
+        if rest:
+            await asyncio.to_thread(self._enqueue, stored, incoming.openid, rest, "bot")
+        return passive
+
+    async def _bot_turn(self, incoming: Incoming) -> tuple[list[str], str | None]:
+        """(texts, None) from the bot, or ([], error) when it is unavailable."""
+        try:
+            replies = await self.rasa.send(
+                incoming.openid, incoming.bot_text or "", incoming.metadata
+            )
+        except RasaUnavailable as error:
+            logger.error("Rasa unavailable for %s: %s", incoming.openid, error)
+            return [], str(error)
+        return bot_texts(replies), None
+
+    async def _deliver_late(self, task: asyncio.Task, incoming: Incoming, stored: Stored) -> None:
+        texts, error = await task
+        if error is not None:
+            await asyncio.to_thread(self._bot_down_case, incoming.openid, incoming.content, error)
+            texts = [BOT_UNAVAILABLE]
+        else:
+            self.record_parse_later(incoming, stored.message_id)
+        if texts:
+            await asyncio.to_thread(self._enqueue, stored, incoming.openid, texts, "bot")
+        else:
+            await asyncio.to_thread(self._set_status, stored.message_id, "answered")
+        logger.info("late answer for %s queued (%d messages)", incoming.openid, len(texts))
+
+    def record_parse_later(self, incoming: Incoming, message_id: int) -> None:
+        self._keep(asyncio.create_task(self._fetch_parse(incoming.openid, message_id)))
+
+    async def _fetch_parse(self, openid: str, message_id: int) -> None:
+        parsed = await self.rasa.latest_parse(openid)
+        await asyncio.to_thread(self._record_parse, message_id, parsed.intent, parsed.confidence)
+
+    def _keep(self, task: asyncio.Task) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait for background work (late answers) — used at shutdown and in tests."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)

@@ -1,0 +1,467 @@
+"""SIMULATED WeChat servers for development: the API stand-in, a message sender, a chat page.
+
+- `/simulator/wechat-api/cgi-bin/...`: the official-account API (token, customer-service
+  messages) answered by `WeChatStandIn`; development's `WECHAT_API_BASE_URL` points here.
+- `POST /simulator/api/send`: builds the XML WeChat's servers would send for a resident's
+  message or event, signs (and optionally AES-encrypts) it and POSTs it to this app's own
+  `/wechat` — the same HTTP request WeChat makes — then decodes the passive reply.
+- `GET /simulator/api/inbox`: customer-service messages the stand-in received.
+- `GET /simulator`: a phone-like chat page using the two endpoints above.
+
+Not WeChat: the real adapter is `integrations/wechat.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from http import HTTPStatus
+from typing import Any, Literal
+from xml.etree import ElementTree
+
+import httpx
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.utils import WeChatSigner
+
+from gateway.simulator.standin import WeChatStandIn
+
+router = APIRouter(prefix="/simulator", tags=["simulator"], include_in_schema=False)
+
+ACCOUNT_ID = "gh_jmt_simulated"  # the official account's original id (ToUserName)
+WECHAT_SERVERS = "http://wechat-servers"
+
+
+def standin_of(request: Request) -> WeChatStandIn:
+    """The app's stand-in, created on first use with the configured app id and secret."""
+    state = request.app.state
+    standin = getattr(state, "wechat_standin", None)
+    if standin is None:
+        settings = state.settings
+        standin = WeChatStandIn(settings.wechat_app_id or "", settings.wechat_app_secret or "")
+        state.wechat_standin = standin
+    return standin
+
+
+# ---------------------------------------------------------------------- the API stand-in
+
+
+@router.get("/wechat-api/cgi-bin/token")
+async def token(
+    request: Request, grant_type: str = "", appid: str = "", secret: str = ""
+) -> dict[str, Any]:
+    return standin_of(request).issue_token(grant_type, appid, secret)
+
+
+@router.post("/wechat-api/cgi-bin/message/custom/send")
+async def custom_send(request: Request, access_token: str = "") -> Response:
+    # wechatpy posts JSON bytes without a JSON content type: parse the body ourselves.
+    try:
+        payload: Any = json.loads(await request.body())
+    except ValueError:
+        payload = None
+    status, answer = standin_of(request).send_custom(access_token, payload)
+    if status != 200:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "error"
+        return PlainTextResponse(phrase, status_code=status)
+    return JSONResponse(answer)
+
+
+@router.get("/api/inbox")
+async def inbox(request: Request, openid: str, after: int = Query(0, ge=0)) -> list[dict]:
+    return [m.as_dict() for m in standin_of(request).messages_for(openid, after)]
+
+
+# ---------------------------------------------------------------------- WeChat's side
+
+
+class SendRequest(BaseModel):
+    openid: str = Field(..., min_length=1, max_length=64)
+    type: Literal["text", "voice", "location", "image", "link", "event"] = "text"
+    content: str = Field("", max_length=4000)
+    recognition: str | None = Field(None, max_length=4000)  # voice; default: content
+    lat: float | None = None
+    lng: float | None = None
+    label: str = ""
+    event: Literal["subscribe", "unsubscribe", "CLICK"] | None = None
+    key: str = ""
+    title: str = ""
+    url: str = ""
+    encrypted: bool = False
+    retry_of: str | None = None  # resend this MsgId (WeChat's retry)
+
+
+def _cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def _fields(send: SendRequest) -> list[tuple[str, str | int]]:
+    """The type-specific elements, in WeChat's order; strings go in CDATA, numbers bare."""
+    media_id = "SIMULATED_MEDIA_" + secrets.token_hex(8)
+    if send.type == "text":
+        return [("Content", send.content)]
+    if send.type == "voice":
+        recognition = send.content if send.recognition is None else send.recognition
+        return [("MediaId", media_id), ("Format", "amr"), ("Recognition", recognition)]
+    if send.type == "location":
+        if send.lat is None or send.lng is None:
+            raise HTTPException(422, "location needs lat and lng")
+        return [
+            ("Location_X", f"{send.lat:.6f}"),
+            ("Location_Y", f"{send.lng:.6f}"),
+            ("Scale", 15),
+            ("Label", send.label),
+        ]
+    if send.type == "image":
+        return [("PicUrl", send.url or "http://mmbiz.qpic.cn/simulated.jpg"), ("MediaId", media_id)]
+    if send.type == "link":
+        return [("Title", send.title), ("Description", send.content), ("Url", send.url)]
+    if send.event is None:
+        raise HTTPException(422, "an event needs event: subscribe, unsubscribe or CLICK")
+    if send.event == "CLICK":
+        return [("Event", "CLICK"), ("EventKey", send.key)]
+    return [("Event", send.event)]
+
+
+def build_xml(send: SendRequest, *, create_time: int, msg_id: str | None) -> str:
+    """The plain XML WeChat's servers send for this message or event."""
+    msg_type = send.type
+    elements: list[tuple[str, str | int]] = [
+        ("ToUserName", ACCOUNT_ID),
+        ("FromUserName", send.openid),
+        ("CreateTime", create_time),
+        ("MsgType", msg_type),
+        *_fields(send),
+    ]
+    if msg_id is not None:
+        elements.append(("MsgId", int(msg_id)))
+    lines = [
+        f"<{name}>{value if isinstance(value, int) else _cdata(value)}</{name}>"
+        for name, value in elements
+    ]
+    return "<xml>\n" + "\n".join(lines) + "\n</xml>"
+
+
+def _sign(token: str, *parts: str) -> str:
+    signer = WeChatSigner()
+    signer.add_data(token, *parts)
+    return signer.signature
+
+
+def _crypto(request: Request) -> WeChatCrypto | None:
+    settings = request.app.state.settings
+    if not settings.wechat_encoding_aes_key:
+        return None
+    return WeChatCrypto(
+        settings.wechat_token or "", settings.wechat_encoding_aes_key, settings.wechat_app_id or ""
+    )
+
+
+def _read_reply(
+    raw: str, openid: str, crypto: WeChatCrypto | None
+) -> tuple[str | None, str | None]:
+    """(text of the passive reply, error) from the gateway's answer body, checked as
+    WeChat would: decryptable, a text reply, addressed to the resident."""
+    if raw.strip() in ("", "success"):
+        return None, None
+    try:
+        xml = raw
+        if crypto is not None:
+            root = ElementTree.fromstring(raw)
+            xml = crypto.decrypt_message(
+                raw,
+                root.findtext("MsgSignature"),
+                root.findtext("TimeStamp"),
+                root.findtext("Nonce"),
+            )
+            if isinstance(xml, bytes):
+                xml = xml.decode("utf-8")
+        root = ElementTree.fromstring(xml)
+    except Exception as error:  # noqa: BLE001 — report what WeChat would reject
+        return None, f"WeChat could not read the reply: {type(error).__name__}: {error}"
+    if root.findtext("MsgType") != "text":
+        return None, f"not a text reply: {root.findtext('MsgType')}"
+    if root.findtext("ToUserName") != openid:
+        return None, f"reply addressed to {root.findtext('ToUserName')!r}, not {openid!r}"
+    return root.findtext("Content") or "", None
+
+
+@router.post("/api/send")
+async def send_as_wechat(send: SendRequest, request: Request) -> dict[str, Any]:
+    """Send the gateway's /wechat what WeChat would for this message; return its answer."""
+    settings = request.app.state.settings
+    standin = standin_of(request)
+    now = int(time.time())
+    if send.type == "event":
+        if send.retry_of is not None:
+            raise HTTPException(422, "events have no MsgId to retry")
+        msg_id, xml = None, build_xml(send, create_time=now, msg_id=None)
+    else:
+        if send.retry_of is not None and not re.fullmatch(r"[0-9]{1,20}", send.retry_of):
+            raise HTTPException(422, "retry_of must be a MsgId (digits)")
+        msg_id = send.retry_of or str(secrets.randbits(63) or 1)
+        xml = standin.inbound(msg_id) or build_xml(send, create_time=now, msg_id=msg_id)
+        standin.remember_inbound(msg_id, xml)
+
+    sender = ElementTree.fromstring(xml).findtext("FromUserName") or send.openid  # on retries
+    token = settings.wechat_token or ""
+    timestamp, nonce = str(now), str(secrets.randbelow(10**9) + 10**9)
+    params = {
+        "signature": _sign(token, timestamp, nonce),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "openid": sender,
+    }
+    crypto = _crypto(request) if send.encrypted else None
+    body = xml
+    if crypto is not None:
+        sealed = ElementTree.fromstring(crypto.encrypt_message(xml, nonce, timestamp))
+        body = (
+            f"<xml>\n<ToUserName>{_cdata(ACCOUNT_ID)}</ToUserName>\n"
+            f"<Encrypt>{_cdata(sealed.findtext('Encrypt') or '')}</Encrypt>\n</xml>"
+        )
+        params.update(encrypt_type="aes", msg_signature=sealed.findtext("MsgSignature") or "")
+
+    transport = httpx.ASGITransport(app=request.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=WECHAT_SERVERS) as client:
+        answer = await client.post(
+            "/wechat",
+            params=params,
+            content=body.encode("utf-8"),
+            headers={"Content-Type": "text/xml", "User-Agent": "Mozilla/4.0 (simulated WeChat)"},
+        )
+    reply, error = (None, None)
+    if answer.status_code == 200:
+        reply, error = _read_reply(answer.text, sender, crypto)
+    return {
+        "status": answer.status_code,
+        "reply": reply,
+        "raw": answer.text,
+        "msg_id": msg_id,  # a string: 64-bit ids do not survive JavaScript numbers
+        "encrypted": crypto is not None,
+        "error": error,
+    }
+
+
+# ---------------------------------------------------------------------- the chat page
+
+
+@router.get("", response_class=HTMLResponse)
+async def page() -> HTMLResponse:
+    return HTMLResponse(PAGE)
+
+
+PAGE = """<!doctype html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>镇海警民通 · 微信模拟器</title>
+<style>
+* { box-sizing: border-box; }
+body { margin: 0; background: #d9d9d9; display: flex; justify-content: center;
+  font: 15px/1.45 -apple-system, "PingFang SC", "Microsoft YaHei", sans-serif; }
+.phone { width: 390px; max-width: 100vw; height: 100vh; max-height: 844px; margin: auto;
+  background: #ededed; display: flex; flex-direction: column; position: relative;
+  box-shadow: 0 0 24px rgba(0, 0, 0, .25); }
+header { text-align: center; padding: 12px; font-weight: 600; font-size: 17px;
+  border-bottom: 1px solid #d5d5d5; }
+.tools { display: flex; gap: 8px; align-items: center; padding: 6px 10px; font-size: 12px;
+  color: #666; background: #f3f3f3; border-bottom: 1px solid #ddd; }
+.tools input[type=text] { width: 110px; font-size: 12px; padding: 2px 4px; }
+.tools label { white-space: nowrap; }
+button { font: inherit; cursor: pointer; }
+.small { font-size: 12px; padding: 2px 8px; border: 1px solid #07c160; color: #07c160;
+  background: #fff; border-radius: 4px; }
+#chat { flex: 1; overflow-y: auto; padding: 10px 12px; }
+.row { display: flex; gap: 8px; margin: 10px 0; align-items: flex-start; }
+.row.me { flex-direction: row-reverse; }
+.avatar { width: 38px; height: 38px; border-radius: 5px; flex: none; color: #fff;
+  display: flex; align-items: center; justify-content: center; font-size: 16px; }
+.them .avatar { background: #1d4f91; }
+.me .avatar { background: #9a9a9a; }
+.bubble { max-width: 72%; padding: 8px 11px; border-radius: 6px; white-space: pre-wrap;
+  word-break: break-word; }
+.them .bubble { background: #fff; }
+.me .bubble { background: #95ec69; }
+.tag { display: block; margin-top: 4px; font-size: 11px; color: #999; }
+.note { text-align: center; font-size: 12px; color: #999; margin: 8px 20px; }
+.composer { display: flex; gap: 6px; padding: 8px; background: #f7f7f7;
+  border-top: 1px solid #ddd; }
+.composer input { flex: 1; border: none; border-radius: 4px; padding: 8px; font: inherit; }
+.icon { border: none; background: none; font-size: 20px; padding: 0 4px; }
+#send { border: none; border-radius: 4px; background: #07c160; color: #fff; padding: 0 14px; }
+.menu { display: flex; background: #fff; border-top: 1px solid #ddd; }
+.menu button { flex: 1; border: none; background: none; padding: 11px 0; color: #333; }
+.menu button + button { border-left: 1px solid #eee; }
+#places { position: absolute; left: 8px; right: 8px; bottom: 104px; background: #fff;
+  border-radius: 8px; box-shadow: 0 2px 12px rgba(0, 0, 0, .2); padding: 6px; }
+#places button { display: block; width: 100%; text-align: left; border: none;
+  background: none; padding: 9px 8px; border-bottom: 1px solid #f0f0f0; }
+</style>
+</head>
+<body>
+<div class="phone">
+  <header>镇海警民通</header>
+  <div class="tools">
+    <label>openid <input id="openid" type="text"></label>
+    <label><input id="aes" type="checkbox"> 加密(安全模式)</label>
+    <button id="subscribe" class="small">关注</button>
+  </div>
+  <div id="chat"><div class="note">本页为本地模拟的微信，消息会发往网关的 /wechat</div></div>
+  <div id="places" hidden></div>
+  <div class="composer">
+    <button id="voice" class="icon" title="把输入框的文字作为语音识别结果发送">🎤</button>
+    <input id="text" placeholder="输入消息（🎤 把它作为语音识别文字发送）" autocomplete="off">
+    <button id="pin" class="icon" title="发送位置">📍</button>
+    <button id="send">发送</button>
+  </div>
+  <div class="menu">
+    <button data-key="contact_officer">联系民警</button>
+    <button data-key="antifraud_tips">反诈知识</button>
+    <button data-key="service_guide">办事指南</button>
+  </div>
+</div>
+<script>
+const $ = (id) => document.getElementById(id);
+const chat = $("chat"), input = $("text");
+const PLACES = [
+  ["招宝山街道总浦桥社区", 29.9526, 121.7135],
+  ["骆驼街道", 29.9890, 121.6100],
+  ["庄市街道", 29.9410, 121.6400],
+  ["蛟川街道", 29.9700, 121.7000],
+];
+let openid = localStorage.getItem("jmtSimOpenid") ||
+  "sim-" + Math.random().toString(16).slice(2, 6);
+let lastId = 0;
+localStorage.setItem("jmtSimOpenid", openid);
+$("openid").value = openid;
+
+function add(el) { chat.appendChild(el); chat.scrollTop = chat.scrollHeight; }
+function note(text) {
+  const el = document.createElement("div");
+  el.className = "note";
+  el.textContent = text;
+  add(el);
+}
+function bubble(who, text, tag) {
+  const row = document.createElement("div");
+  row.className = "row " + who;
+  row.innerHTML = '<div class="avatar"></div><div class="bubble"></div>';
+  row.firstChild.textContent = who === "me" ? "我" : "警";
+  row.lastChild.textContent = text;
+  if (tag) {
+    const small = document.createElement("span");
+    small.className = "tag";
+    small.textContent = tag;
+    row.lastChild.appendChild(small);
+  }
+  add(row);
+}
+
+async function send(message) {
+  const encrypted = $("aes").checked;
+  try {
+    const r = await fetch("/simulator/api/send", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({openid, encrypted, ...message}),
+    });
+    const data = await r.json();
+    if (!r.ok) return note("模拟器拒绝：" + JSON.stringify(data.detail));
+    if (encrypted && !data.encrypted) note("未配置 WECHAT_ENCODING_AES_KEY，已按明文发送");
+    if (data.status !== 200) note(`公众号返回 HTTP ${data.status}：${data.raw}`);
+    else if (data.error) note("回复无法解析：" + data.error);
+    else if (data.reply) bubble("them", data.reply);
+  } catch (e) {
+    note("网络错误：" + e);
+  }
+}
+
+function sendText() {
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  bubble("me", text);
+  send({type: "text", content: text});
+}
+function sendPlace(label, lat, lng) {
+  $("places").hidden = true;
+  bubble("me", `📍 ${label || "我的位置"}\\n(${lat.toFixed(4)}, ${lng.toFixed(4)})`);
+  send({type: "location", lat, lng, label});
+}
+
+$("send").onclick = sendText;
+input.onkeydown = (e) => {
+  if (e.key === "Enter" && !e.isComposing) { e.preventDefault(); sendText(); }
+};
+$("voice").onclick = () => {
+  const text = input.value.trim();
+  input.value = "";
+  bubble("me", "🎤 语音\\n语音识别：" + (text || "（无）"));
+  send({type: "voice", recognition: text});
+};
+$("subscribe").onclick = () => {
+  note("你关注了公众号");
+  send({type: "event", event: "subscribe"});
+};
+for (const b of document.querySelectorAll(".menu button")) {
+  b.onclick = () => {
+    note(`点击菜单「${b.textContent}」`);
+    send({type: "event", event: "CLICK", key: b.dataset.key});
+  };
+}
+$("pin").onclick = () => {
+  const box = $("places");
+  box.innerHTML = "";
+  for (const [name, lat, lng] of PLACES) {
+    const b = document.createElement("button");
+    b.textContent = "📍 " + name;
+    b.onclick = () => sendPlace("浙江省宁波市镇海区" + name, lat, lng);
+    box.appendChild(b);
+  }
+  if (navigator.geolocation) {
+    const b = document.createElement("button");
+    b.textContent = "🧭 我的当前位置（浏览器定位）";
+    b.onclick = () => navigator.geolocation.getCurrentPosition(
+      (p) => sendPlace("", p.coords.latitude, p.coords.longitude),
+      (e) => { box.hidden = true; note("无法定位：" + e.message); },
+      {timeout: 10000});
+    box.appendChild(b);
+  }
+  box.hidden = !box.hidden;
+};
+$("openid").onchange = () => {
+  openid = $("openid").value.trim() || openid;
+  $("openid").value = openid;
+  localStorage.setItem("jmtSimOpenid", openid);
+  lastId = 0;
+  chat.innerHTML = "";
+  note("当前用户 " + openid);
+};
+
+async function poll() {
+  const who = openid;
+  try {
+    const r = await fetch(`/simulator/api/inbox?openid=${encodeURIComponent(who)}&after=${lastId}`);
+    if (r.ok && who === openid) {
+      for (const m of await r.json()) {
+        lastId = Math.max(lastId, m.id);
+        bubble("them", m.content, "客服消息");
+      }
+    }
+  } catch (e) { /* the gateway is restarting: try again */ }
+  setTimeout(poll, 1500);
+}
+poll();
+</script>
+</body>
+</html>
+"""

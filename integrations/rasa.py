@@ -1,0 +1,68 @@
+"""Rasa HTTP client: the REST channel for conversations, the HTTP API for the rest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+
+class RasaUnavailable(Exception):
+    """Rasa (or the action server behind it) did not answer usefully."""
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    intent: str | None
+    confidence: float | None
+
+
+class RasaClient:
+    """One shared async HTTP client per process (connection pooling)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def send(
+        self, sender: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Send a resident's message through the REST channel; returns the bot messages."""
+        payload = {"sender": sender, "message": text, "metadata": metadata or {}}
+        try:
+            response = await self._http.post("/webhooks/rest/webhook", json=payload)
+        except httpx.HTTPError as error:
+            raise RasaUnavailable(f"{type(error).__name__}: {error}") from error
+        if response.status_code != 200:
+            raise RasaUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+        messages = response.json()
+        if not isinstance(messages, list):
+            raise RasaUnavailable(f"unexpected answer: {str(messages)[:200]}")
+        return messages
+
+    async def latest_parse(self, sender: str) -> ParseResult:
+        """Intent and confidence of the sender's latest message (from the tracker)."""
+        try:
+            response = await self._http.get(
+                f"/conversations/{sender}/tracker", params={"include_events": "NONE"}
+            )
+            response.raise_for_status()
+            intent = (response.json().get("latest_message") or {}).get("intent") or {}
+        except (httpx.HTTPError, ValueError) as error:
+            logger.warning("could not read the parse of %s's message: %s", sender, error)
+            return ParseResult(None, None)
+        return ParseResult(intent.get("name"), intent.get("confidence"))
+
+    async def healthy(self) -> bool:
+        try:
+            response = await self._http.get("/status", timeout=3)
+            return response.status_code == 200
+        except httpx.HTTPError:
+            return False
