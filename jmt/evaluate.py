@@ -53,7 +53,6 @@ def run_rasa_test(model: Path, heldout: Path, out: Path) -> None:
         "--out",
         str(out),
         "--successes",
-        "--errors",
     ]
     subprocess.run(command, check=True, cwd=paths.REPO_ROOT)
 
