@@ -46,7 +46,7 @@ train: install ## Train a model into bot/models/ (skipped when one matches the d
 	$(PY) -m jmt.train
 
 .PHONY: run
-run: train ## Start Rasa and the action server (embedded defaults) and print the URLs; Ctrl-C stops all
+run: train ## Start Rasa, the action server and the gateway (embedded defaults), print the URLs; Ctrl-C stops all
 	$(PY) -m jmt.launch
 
 .PHONY: shell

@@ -32,9 +32,11 @@ PERMANENT_ERRCODES = {
     45015: "超出48小时客服消息回复时限",
     45047: "客服接口下行条数超过上限",
     40013: "AppID 无效",
+    40125: "AppSecret 无效",
     48001: "接口未授权",
 }
 TRANSIENT_ERRCODES = {-1: "系统繁忙", 45009: "接口调用超过频率限制"}
+STALE_TOKEN_ERRCODES = {40001, 40014, 42001}  # the token was revoked or expired early
 
 
 class DeliveryError(Exception):
@@ -90,7 +92,8 @@ class WeChatApi(WeChatClient):
         storage: SessionStorage,
         timeout: float = 5.0,
     ) -> None:
-        super().__init__(appid, secret, session=storage, timeout=timeout, auto_retry=True)
+        # No wechatpy auto-retry: it refetches the token and retries without a limit.
+        super().__init__(appid, secret, session=storage, timeout=timeout, auto_retry=False)
         self.API_BASE_URL = base_url.rstrip("/") + "/cgi-bin/"
         self._token_url = base_url.rstrip("/") + "/cgi-bin/token"
 
@@ -118,7 +121,15 @@ class WeChatMessenger:
     def send_text(self, openid: str, text: str) -> None:
         started = time.monotonic()
         try:
-            self.api.message.send_text(openid, text)
+            try:
+                self.api.message.send_text(openid, text)
+            except WeChatClientException as error:
+                if error.errcode not in STALE_TOKEN_ERRCODES:
+                    raise
+                # Another worker's token, or one WeChat dropped early: fetch anew, retry once.
+                self.api.session.delete(self.api.access_token_key)
+                self.api.fetch_access_token()
+                self.api.message.send_text(openid, text)
         except WeChatClientException as error:
             raise classify(error) from error
         except requests.RequestException as error:  # timeouts, refused connections

@@ -15,7 +15,7 @@ import sys
 
 from sqlalchemy import select
 
-from casework import db
+from casework import accounts, db
 from casework.models import Case, Ticket
 
 
@@ -37,6 +37,24 @@ def list_cases(status: str | None) -> None:
             _print("    " + json.dumps(case.details, ensure_ascii=False))
 
 
+def add_user(args: argparse.Namespace) -> None:
+    db.migrate()
+    try:
+        with db.session_scope() as session:
+            user = accounts.create_user(
+                session=session,
+                username=args.name,
+                password=args.password,
+                role=args.role,
+                community=args.community,
+                desk=args.desk,
+            )
+            _print(f"created {user.role} {user.username} (id {user.id})")
+    except accounts.AccountError as error:
+        sys.stderr.write(f"jmt user add: {error}\n")
+        sys.exit(2)
+
+
 def list_tickets() -> None:
     db.migrate()
     with db.session_scope() as session:
@@ -55,10 +73,19 @@ def main(argv: list[str] | None = None) -> None:
     cases = commands.add_parser("cases", help="list hand-offs")
     cases.add_argument("--status", choices=["open", "claimed", "closed"])
     commands.add_parser("tickets", help="list diversion tickets")
+    user = commands.add_parser("user", help="console accounts")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = user_commands.add_parser("add", help="create an account")
+    add.add_argument("name")
+    add.add_argument("--password", required=True)
+    add.add_argument("--role", required=True, choices=accounts.ROLES)
+    add.add_argument("--community")
+    add.add_argument("--desk", choices=accounts.DESKS)
     commands.add_parser("train", help="train a model unless one matches the data")
     commands.add_parser("evaluate", help="evaluate the model on the held-out set")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     if args.command == "db":
         db.migrate()
@@ -67,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         list_cases(args.status)
     elif args.command == "tickets":
         list_tickets()
+    elif args.command == "user":
+        add_user(args)
     elif args.command == "train":
         from jmt.train import main as train_main
 

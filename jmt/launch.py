@@ -1,4 +1,4 @@
-"""Start the action server and Rasa (and the gateway, once it exists); Ctrl-C stops all.
+"""Start the action server, Rasa and the gateway; Ctrl-C stops all three.
 
 `make run` calls this after `make train`; `make shell` uses `--shell` to chat in the
 terminal instead of serving HTTP.
@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from casework import db
+from casework.settings import get_settings
 from jmt import paths
 
 logger = logging.getLogger(__name__)
@@ -64,12 +65,26 @@ def rasa_server(port: int) -> list[str]:
     ]
 
 
+def gateway(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "gateway.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shell", action="store_true", help="chat in the terminal")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[jmt] %(message)s")
     rasa_port, actions_port = _port("RASA_PORT", 5005), _port("ACTIONS_PORT", 5055)
+    gateway_port = _port("GATEWAY_PORT", 8000)
     os.environ.setdefault("ACTION_ENDPOINT_URL", f"http://127.0.0.1:{actions_port}/webhook")
     db.migrate()  # the case store is ready before anything can hand off
 
@@ -92,7 +107,15 @@ def main() -> None:
         children.append(subprocess.Popen(rasa_server(rasa_port), cwd=paths.REPO_ROOT))
         if not wait_until_up(f"http://127.0.0.1:{rasa_port}/status"):
             raise SystemExit("Rasa did not start; see its output above")
+        children.append(subprocess.Popen(gateway(gateway_port), cwd=paths.REPO_ROOT))
+        if not wait_until_up(f"http://127.0.0.1:{gateway_port}/healthz"):
+            raise SystemExit("the gateway did not start; see its output above")
+        base = f"http://127.0.0.1:{gateway_port}"
         logger.info("警民通 is running (Ctrl-C stops everything):")
+        if get_settings().simulator_enabled:
+            logger.info("  WeChat simulator (start here):     %s/simulator", base)
+        logger.info("  WeChat callback URL:               %s/wechat", base)
+        logger.info("  API docs / health:                 %s/docs  %s/healthz", base, base)
         logger.info("  Rasa (NLU + dialogue, triage API): http://127.0.0.1:%s", rasa_port)
         logger.info(
             '    try: curl -s localhost:%s/model/parse -d \'{"text":"我被刷单骗了两万"}\'',

@@ -1,5 +1,5 @@
-"""End to end: real Rasa and action-server processes, a conversation over Rasa's REST
-channel, and the records it leaves in the database.
+"""End to end: real Rasa, action-server and gateway processes; conversations over Rasa's
+REST channel and through /wechat exactly as WeChat sends them, and the records they leave.
 
 Needs a trained model (`make train`); `make test` trains or reuses the cached one first.
 """
@@ -25,6 +25,7 @@ from casework import db
 from casework.models import Case, Ticket
 from jmt import paths
 from jmt.train import data_hash, model_path
+from tests.gateway.conftest import TOKEN, sign, text_xml
 
 pytestmark = pytest.mark.e2e
 
@@ -54,13 +55,26 @@ def bot(tmp_path_factory) -> Iterator[dict]:
     if not model.exists():
         pytest.fail(f"no model for the current data ({model.name}); run `make train` first")
     database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'jmt.sqlite3'}"
-    rasa_port, actions_port = free_port(), free_port()
+    rasa_port, actions_port, gateway_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database,
         "RASA_TELEMETRY_ENABLED": "false",
         "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{actions_port}/webhook",
+        "RASA_URL": f"http://127.0.0.1:{rasa_port}",
+        "ACTION_SERVER_URL": f"http://127.0.0.1:{actions_port}",
+        "GATEWAY_PORT": str(gateway_port),
+        "JMT_ENV": "development",
+        "WECHAT_TOKEN": TOKEN,
     }
+    for name in (
+        "WECHAT_API_BASE_URL",
+        "WECHAT_ENCODING_AES_KEY",
+        "WECHAT_APP_ID",
+        "WECHAT_APP_SECRET",
+        "JMT_SIMULATOR",
+    ):
+        env.pop(name, None)  # development defaults: the simulator's WeChat stand-in
     rasa = str(Path(sys.executable).with_name("rasa"))
     logs = tmp_path_factory.mktemp("logs")
     actions = subprocess.Popen(
@@ -89,12 +103,24 @@ def bot(tmp_path_factory) -> Iterator[dict]:
         stdout=open(logs / "rasa.log", "w"),
         stderr=subprocess.STDOUT,
     )
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "gateway.app:app", "--port", str(gateway_port)],
+        cwd=paths.REPO_ROOT,
+        env=env,
+        stdout=open(logs / "gateway.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(f"http://127.0.0.1:{actions_port}/health", actions)
         wait_for(f"http://127.0.0.1:{rasa_port}/status", server)
-        yield {"url": f"http://127.0.0.1:{rasa_port}", "database": database}
+        wait_for(f"http://127.0.0.1:{gateway_port}/healthz", gateway)
+        yield {
+            "url": f"http://127.0.0.1:{rasa_port}",
+            "database": database,
+            "gateway": f"http://127.0.0.1:{gateway_port}",
+        }
     finally:
-        for process in (server, actions):
+        for process in (gateway, server, actions):
             process.terminate()
             process.wait(timeout=30)
         db.get_engine.cache_clear()
@@ -175,3 +201,78 @@ def test_emergency_gets_110_advice_before_any_question(bot):
         response("utter_emergency_handed_over")
     ]
     assert cases(bot, sender)[0].details["community"] == "车站路社区"
+
+
+# ------------------------------------------------------------------ through /wechat
+
+
+def wechat_post(bot: dict, xml: str) -> tuple[int, str | None]:
+    """POST a message the way WeChat's servers do; returns (status, passive reply text)."""
+    import xmltodict
+
+    stamp, nonce = str(int(time.time())), uuid.uuid4().hex[:8]
+    query = f"signature={sign(stamp, nonce)}&timestamp={stamp}&nonce={nonce}"
+    request = urllib.request.Request(
+        f"{bot['gateway']}/wechat?{query}", xml.encode("utf-8"), {"Content-Type": "text/xml"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        body = reply.read().decode("utf-8")
+        if body == "success":
+            return reply.status, None
+        return reply.status, xmltodict.parse(body)["xml"]["Content"]
+
+
+def test_healthz_sees_database_rasa_and_action_server(bot):
+    with urllib.request.urlopen(f"{bot['gateway']}/healthz", timeout=10) as reply:
+        health = json.loads(reply.read())
+    assert health == {"status": "ok", "database": "ok", "rasa": "ok", "action_server": "ok"}
+
+
+def test_fraud_report_through_wechat_becomes_an_urgent_case_and_hands_over(bot):
+    openid = f"o-e2e-{uuid.uuid4().hex[:8]}"
+    status, first = wechat_post(bot, text_xml(openid, "我刚才被刷单骗了3万，扫码付的"))
+    assert status == 200
+    assert response("utter_stop_payment_now") in first
+    assert first.endswith(response("utter_ask_scammer_contact"))
+    status, second = wechat_post(bot, text_xml(openid, "对方手机13912345678"))
+    assert second == response("utter_fraud_handed_over")
+    [case] = cases(bot, openid)
+    assert (case.priority, case.desk, case.details["amount_yuan"]) == ("urgent", "反诈", 30000)
+    assert case.details["payment_method"] == "扫码支付"
+    # now an officer owns the conversation: the bot stays quiet, the message is kept
+    status, third = wechat_post(bot, text_xml(openid, "民警什么时候联系我"))
+    assert (status, third) == (200, None)
+    with db.session_scope(bot["database"]) as session:
+        from casework.models import Conversation, Message
+
+        conversation = session.execute(
+            select(Conversation).where(Conversation.openid == openid)
+        ).scalar_one()
+        assert conversation.owner == "officer"
+        kept = (
+            session.execute(
+                select(Message).where(
+                    Message.conversation_id == conversation.id, Message.direction == "in"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert [m.status for m in kept] == ["answered", "answered", "for_officer"]
+        assert kept[0].intent == "report_fraud"
+
+
+def test_a_retried_message_is_answered_once(bot):
+    openid = f"o-e2e-{uuid.uuid4().hex[:8]}"
+    xml = text_xml(openid, "护照怎么办理", msg_id=int(time.time() * 1000))
+    first, second = wechat_post(bot, xml), wechat_post(bot, xml)
+    assert first == second == (200, response("utter_faq/passport"))
+    with db.session_scope(bot["database"]) as session:
+        from casework.models import Message
+
+        stored = session.execute(
+            select(Message).where(
+                Message.dedupe_key.like("msg:%"), Message.content == "护照怎么办理"
+            )
+        ).scalars()
+        assert len(list(stored)) == 1

@@ -149,6 +149,7 @@ def gateway_settings(database_url: str, monkeypatch, *, aes: bool = False) -> Se
     monkeypatch.setenv("WECHAT_APP_ID", APP_ID)
     monkeypatch.setenv("WECHAT_APP_SECRET", "jmt-test-secret")
     monkeypatch.setenv("JMT_SIMULATOR", "0")
+    monkeypatch.setenv("ACTION_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
     if aes:
         monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", AES_KEY)
     else:

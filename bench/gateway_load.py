@@ -1,0 +1,259 @@
+"""Gateway load: many residents through /wechat (a share retried, as WeChat does) against
+the same messages sent straight to Rasa's REST channel, in one run.
+
+Starts the action server, Rasa and the gateway (SQLite in a temporary folder unless
+DATABASE_URL is set), then prints for both paths p50/p95/p99 latency and messages per
+second, the gateway's overhead as a ratio of p50s, and the lost and duplicated messages
+(targets: 0 and 0; overhead at p50 ≤ 1.25×). A message is lost when it was not stored or
+got no answer; duplicated when Rasa saw it more than once or it got two answers.
+
+Usage: .venv/bin/python bench/gateway_load.py [--residents 40] [--messages 5]
+       [--concurrency 8] [--retry-share 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from casework import db  # noqa: E402
+from casework.models import Message, OutboxItem  # noqa: E402
+from jmt import paths  # noqa: E402
+from jmt.train import train  # noqa: E402
+
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def bench_texts() -> list[str]:
+    """Held-out questions the bot answers in one turn (FAQ and small talk)."""
+    data = yaml.safe_load(paths.HELDOUT.read_text(encoding="utf-8"))
+    texts = []
+    for block in data["nlu"]:
+        if block["intent"].startswith("faq/") or block["intent"] in ("greet", "thanks"):
+            texts += [line[2:].strip() for line in block["examples"].splitlines() if line.strip()]
+    return texts
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[float, str]:
+    request = urllib.request.Request(url, body, {"Content-Type": content_type})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = response.read().decode("utf-8")
+    return (time.perf_counter() - started) * 1000, answer
+
+
+def wechat_request(gateway: str, openid: str, text: str, msg_id: int) -> tuple[str, bytes]:
+    stamp, nonce = str(int(time.time())), str(random.randrange(10**8))
+    signature = hashlib.sha1("".join(sorted([TOKEN, stamp, nonce])).encode()).hexdigest()
+    xml = (
+        f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+        f"</FromUserName><CreateTime>{stamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+    )
+    return f"{gateway}/wechat?signature={signature}&timestamp={stamp}&nonce={nonce}", xml.encode()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(name: str, latencies: list[float], seconds: float) -> str:
+    p50, p95, p99 = (
+        statistics.median(latencies),
+        percentile(latencies, 95),
+        percentile(latencies, 99),
+    )
+    rate = len(latencies) / seconds
+    return f"{name:<22} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  p99 {p99:7.1f} ms  {rate:6.1f} msg/s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--residents", type=int, default=40)
+    parser.add_argument("--messages", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--retry-share", type=float, default=0.2)
+    args = parser.parse_args()
+    random.seed(7)
+
+    model = train()
+    workdir = Path(tempfile.mkdtemp(prefix="jmt-bench-"))
+    database = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
+    rasa_port, actions_port, gateway_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "RASA_TELEMETRY_ENABLED": "false",
+        "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{actions_port}/webhook",
+        "RASA_URL": f"http://127.0.0.1:{rasa_port}",
+        "WECHAT_TOKEN": TOKEN,
+        "ACTION_SERVER_URL": f"http://127.0.0.1:{actions_port}",
+        "JMT_ENV": "development",
+        "GATEWAY_PORT": str(gateway_port),
+    }
+    rasa = str(Path(sys.executable).with_name("rasa"))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO, "env": env}
+    processes = [
+        subprocess.Popen(
+            [rasa, "run", "actions", "--actions", "actions", "--port", str(actions_port)], **quiet
+        ),
+        subprocess.Popen(
+            [
+                rasa,
+                "run",
+                "--enable-api",
+                "--model",
+                str(model),
+                "--endpoints",
+                str(paths.ENDPOINTS),
+                "--port",
+                str(rasa_port),
+            ],
+            **quiet,
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "gateway.app:app",
+                "--port",
+                str(gateway_port),
+                "--log-level",
+                "warning",
+            ],
+            **quiet,
+        ),
+    ]
+    rasa_url, gateway = f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{gateway_port}"
+    try:
+        wait_for(f"http://127.0.0.1:{actions_port}/health")
+        wait_for(f"{rasa_url}/status")
+        wait_for(f"{gateway}/healthz")
+        texts = bench_texts()
+        plan = [
+            (f"bench-{r}", texts[(r * args.messages + m) % len(texts)], 10**18 + r * 1000 + m)
+            for r in range(args.residents)
+            for m in range(args.messages)
+        ]
+        for openid, text, _ in plan[:10]:  # warm-up, straight to Rasa, not counted
+            post(
+                f"{rasa_url}/webhooks/rest/webhook",
+                json.dumps({"sender": f"warm-{openid}", "message": text}).encode(),
+                "application/json",
+            )
+
+        by_resident: dict[str, list[tuple[str, int]]] = {}
+        for openid, text, msg_id in plan:
+            by_resident.setdefault(openid, []).append((text, msg_id))
+
+        def resident_via_gateway(openid: str) -> list[float]:
+            latencies = []
+            for text, msg_id in by_resident[openid]:
+                url, body = wechat_request(gateway, openid, text, msg_id)
+                latency, _ = post(url, body, "text/xml")
+                latencies.append(latency)
+                if random.random() < args.retry_share:  # WeChat retries the same MsgId
+                    url, body = wechat_request(gateway, openid, text, msg_id)
+                    post(url, body, "text/xml")
+            return latencies
+
+        def resident_via_rasa(openid: str) -> list[float]:
+            latencies = []
+            for text, _ in by_resident[openid]:
+                body = json.dumps({"sender": f"direct-{openid}", "message": text}).encode()
+                latency, _ = post(f"{rasa_url}/webhooks/rest/webhook", body, "application/json")
+                latencies.append(latency)
+            return latencies
+
+        results = {}
+        for name, runner in (
+            ("via /wechat", resident_via_gateway),
+            ("straight to Rasa REST", resident_via_rasa),
+        ):
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                latencies = [x for chunk in pool.map(runner, by_resident) for x in chunk]
+            results[name] = (latencies, time.perf_counter() - started)
+
+        time.sleep(3)  # late answers (if any) reach the outbox
+        lost = duplicated = 0
+        with db.session_scope(database) as session:
+            for openid, sent in by_resident.items():
+                for _, msg_id in sent:
+                    message = session.execute(
+                        select(Message).where(Message.dedupe_key == f"msg:{msg_id}")
+                    ).scalar_one_or_none()
+                    queued = 0
+                    if message is not None:
+                        queued = session.execute(
+                            select(func.count())
+                            .select_from(OutboxItem)
+                            .where(OutboxItem.openid == openid)
+                        ).scalar_one()
+                    if message is None or (message.reply is None and queued == 0):
+                        lost += 1
+                with urllib.request.urlopen(
+                    f"{rasa_url}/conversations/{openid}/tracker", timeout=30
+                ) as reply:
+                    events = json.loads(reply.read())["events"]
+                turns = sum(1 for e in events if e.get("event") == "user")
+                duplicated += max(0, turns - len(sent))
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+    gateway_lat, gateway_s = results["via /wechat"]
+    rasa_lat, rasa_s = results["straight to Rasa REST"]
+    print(
+        f"messages              {len(plan)} from {args.residents} residents, concurrency "
+        f"{args.concurrency}, {args.retry_share:.0%} retried"
+    )
+    print(summary("via /wechat", gateway_lat, gateway_s))
+    print(summary("straight to Rasa REST", rasa_lat, rasa_s))
+    ratio = statistics.median(gateway_lat) / statistics.median(rasa_lat)
+    print(f"gateway overhead p50   {ratio:.2f}x   (target ≤ 1.25x)")
+    print(f"lost messages          {lost}   (target 0)")
+    print(f"duplicated messages    {duplicated}   (target 0)")
+
+
+if __name__ == "__main__":
+    main()
