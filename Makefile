@@ -72,8 +72,8 @@ e2e: train ## End-to-end tests: real Rasa + action server processes, a conversat
 	$(PY) -m pytest -q -m e2e tests
 
 .PHONY: stories
-stories: train ## Dialogue test stories end to end (NLU + actions; fails on any prediction error)
-	$(RASA) test core --e2e --model bot/models --stories bot/tests --out results/stories --fail-on-prediction-errors --no-plot
+stories: train ## Dialogue test stories (rasa test core; fails on any action prediction error)
+	$(RASA) test core --model bot/models --stories bot/tests --out results/stories --fail-on-prediction-errors --no-plot
 
 .PHONY: test
 test: lint unit validate stories e2e ## Everything: lint, unit tests, data validation, story and e2e tests
@@ -85,6 +85,10 @@ evaluate: train ## NLU evaluation on the held-out set; reports under reports/
 .PHONY: bench
 bench: train ## Parse latency p50/p95 and throughput through Rasa's HTTP API, plus training time
 	$(PY) bench/nlu_latency.py
+
+.PHONY: bench-gateway
+bench-gateway: train ## Gateway vs straight-to-Rasa latency, throughput, lost and duplicated messages
+	$(PY) bench/gateway_load.py
 
 .PHONY: clean
 clean: ## Remove trained models, reports and local databases (keeps .venv)

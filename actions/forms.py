@@ -71,6 +71,17 @@ def address_in_message(tracker: Tracker) -> str | None:
     return "".join(str(e.get("value", "")) for e in entities)
 
 
+def whole_answer(tracker: Tracker, slot: str, value: Any, limit: int = 40) -> Any:
+    """When the resident answers the question for `slot`, keep the whole short answer: the
+    NLU's entity may be only part of it (昨天晚上 of 昨天晚上八点, 庄市街道 of
+    庄市街道兴庄社区)."""
+    text = latest_text(tracker).strip()
+    answering = tracker.get_slot("requested_slot") == slot
+    if answering and isinstance(value, str) and value in text and len(text) <= limit:
+        return text
+    return value
+
+
 class LocationMixin:
     """`location` from a shared WeChat location (beats any typed text), else the whole
     address the resident typed."""
@@ -81,6 +92,13 @@ class LocationMixin:
         location = shared_location(tracker) or address_in_message(tracker)
         return {"location": location} if location else {}
 
+    async def validate_location(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        if shared_location(tracker):
+            return {"location": value}
+        return {"location": whole_answer(tracker, "location", value)}
+
 
 class EventTimeMixin:
     """When the resident answers "when?", keep the whole answer: the NLU's time entity
@@ -89,11 +107,7 @@ class EventTimeMixin:
     async def validate_event_time(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        text = latest_text(tracker).strip()
-        answering = tracker.get_slot("requested_slot") == "event_time"
-        if answering and isinstance(value, str) and value in text and len(text) <= 20:
-            return {"event_time": text}
-        return {"event_time": value}
+        return {"event_time": whole_answer(tracker, "event_time", value)}
 
 
 class ValidateFraudForm(EventTimeMixin, FormValidationAction):
@@ -139,11 +153,32 @@ class ValidateFraudForm(EventTimeMixin, FormValidationAction):
     async def extract_scammer_contact(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        if tracker.get_slot("scammer_contact"):
-            return {}
+        # A number the resident gives at any point of the intake is kept (added to any
+        # contact already known), even after the question was answered with "不知道".
         text = latest_text(tracker)
         found = parsing.find_phones(text) + parsing.find_bank_accounts(text)
-        return {"scammer_contact": " ".join(found)} if found else {}
+        if not found:
+            return {}
+        known = str(tracker.get_slot("scammer_contact") or "")
+        # Drop "不知道" and fragments of these numbers (the NLU may have tagged "678").
+        kept = [
+            part
+            for part in known.split()
+            if part not in (UNKNOWN, "不知道") and not any(part in number for number in found)
+        ]
+        contact = " ".join([*kept, *found])
+        return {} if contact == known else {"scammer_contact": contact}
+
+    async def validate_scammer_contact(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        # The tokenizer can cut a long number into pieces (139 / 12345 / 678) and the NLU
+        # tag only one; the numbers in the message itself are the reliable source.
+        text = latest_text(tracker)
+        found = parsing.find_phones(text) + parsing.find_bank_accounts(text)
+        if not found or (isinstance(value, str) and all(n in value for n in found)):
+            return {"scammer_contact": value}
+        return {"scammer_contact": " ".join(found)}
 
     async def extract_fraud_type(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -203,6 +238,17 @@ class ValidateFraudForm(EventTimeMixin, FormValidationAction):
 class ValidateNoiseForm(LocationMixin, EventTimeMixin, FormValidationAction):
     def name(self) -> str:
         return "validate_noise_form"
+
+    async def extract_noise_ongoing(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        # "还在吵" answers "现在还在吵吗？" even though the NLU hears a noise complaint.
+        if tracker.get_slot("requested_slot") != "noise_ongoing":
+            return {}
+        if tracker.get_slot("noise_ongoing") is not None:
+            return {}
+        ongoing = parsing.ongoing_from_text(latest_text(tracker))
+        return {} if ongoing is None else {"noise_ongoing": ongoing}
 
     async def validate_noise_source(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

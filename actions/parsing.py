@@ -326,9 +326,8 @@ def legal_topic_from_text(text: str) -> str | None:
     return None
 
 
-_NOT_YET = re.compile(
-    r"(还)?(没|未|没有)(转|付|给|打|汇|交|充|扫)|还没|准备(转|付)|要不要(转|付)|让我(转|付|交)"
-)
+# "让我转钱" says what the scammer asked, not whether it happened: no guess from that.
+_NOT_YET = re.compile(r"(还)?(没|未|没有)(转|付|给|打|汇|交|充|扫)|还没|准备(转|付)|要不要(转|付)")
 _ALREADY = re.compile(r"(已经|已)(转|付|打|汇|交|充)|(转|付|打|汇|交|充|骗)(了|走|过去)|被骗")
 
 
@@ -349,5 +348,18 @@ def bitten_from_text(text: str) -> bool | None:
     if _NOT_BITTEN.search(text):
         return False
     if _BITTEN.search(text):
+        return True
+    return None
+
+
+_STOPPED = re.compile(r"停了|不吵了|没声音了|安静了|结束了|现在没有|已经没|没在吵|不响了")
+_ONGOING = re.compile(r"还在|正在|现在|一直|没停|还没停|继续|吵着|响着|天天|每天")
+
+
+def ongoing_from_text(text: str) -> bool | None:
+    """Is the noise still going on? True/False when the answer says so, else None."""
+    if _STOPPED.search(text):
+        return False
+    if _ONGOING.search(text):
         return True
     return None

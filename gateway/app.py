@@ -14,7 +14,7 @@ from casework.settings import Settings, get_settings
 from gateway import protocol
 from gateway.outbox_worker import OutboxWorker
 from gateway.routes import auth, conversations, health, wechat
-from gateway.service import InboundService
+from gateway.service import ActionServerProbe, InboundService
 from integrations.rasa import RasaClient
 from integrations.wechat import SqlTokenStorage, WeChatApi, WeChatMessenger
 
@@ -27,6 +27,7 @@ def create_app(
     start_outbox: bool = True,
     rasa: RasaClient | None = None,
     passive_budget: float | None = None,
+    probe_actions: bool = True,
 ) -> FastAPI:
     """The app. Tests pass their own settings, a stand-in Rasa client and a shorter
     passive-reply budget; production uses the environment."""
@@ -56,6 +57,7 @@ def create_app(
             rasa=client,
             database_url=settings.database_url,
             outbox_wakeup=worker.wakeup if worker else None,
+            action_server=ActionServerProbe(settings.action_server_url if probe_actions else None),
             **({"passive_budget": passive_budget} if passive_budget is not None else {}),
         )
         yield

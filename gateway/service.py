@@ -16,6 +16,8 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
+import httpx
+
 from casework import cases, conversations, db, outbox
 from casework.models import Message
 from casework.privacy import mask_pii
@@ -30,6 +32,31 @@ BOT_UNAVAILABLE = (
     "情况紧急请直接拨打110。"
 )
 RATE_LIMITED = "您的消息发得有点快，我们都已收到，请稍等片刻再继续发送。情况紧急请直接拨打110。"
+
+
+class ActionServerProbe:
+    """Is the action server up? Rasa answers even when it is down (it just skips the custom
+    actions), so the gateway asks the action server itself, at most every few seconds."""
+
+    def __init__(self, url: str | None, *, every: float = 3.0) -> None:
+        self.url = url.rstrip("/") + "/health" if url else None
+        self.every = every
+        self._checked_at = float("-inf")
+        self._up = True
+
+    async def up(self) -> bool:
+        if self.url is None:
+            return True
+        now = time.monotonic()
+        if now - self._checked_at < self.every:
+            return self._up
+        try:
+            async with httpx.AsyncClient(timeout=1.5) as client:
+                self._up = (await client.get(self.url)).status_code == 200
+        except httpx.HTTPError:
+            self._up = False
+        self._checked_at = now
+        return self._up
 
 
 class RateLimiter:
@@ -68,8 +95,10 @@ class InboundService:
         rate_limiter: RateLimiter | None = None,
         passive_budget: float = PASSIVE_BUDGET,
         outbox_wakeup: asyncio.Event | None = None,
+        action_server: ActionServerProbe | None = None,
     ) -> None:
         self.rasa = rasa
+        self.action_server = action_server or ActionServerProbe(None)
         self.database_url = database_url
         self.rate_limiter = rate_limiter or RateLimiter()
         self.passive_budget = passive_budget
@@ -213,6 +242,10 @@ class InboundService:
 
     async def _bot_turn(self, incoming: Incoming) -> tuple[list[str], str | None]:
         """(texts, None) from the bot, or ([], error) when it is unavailable."""
+        if not await self.action_server.up():
+            # Rasa would answer without its custom actions: intakes would silently stall.
+            logger.error("action server down; %s goes to officers", incoming.openid)
+            return [], "action server unavailable"
         try:
             replies = await self.rasa.send(
                 incoming.openid, incoming.bot_text or "", incoming.metadata

@@ -166,6 +166,8 @@ def rasa() -> StandInRasa:
 def wechat(database_url, monkeypatch, rasa) -> Iterator[WeChatServer]:
     """The gateway on a real database (SQLite and PostgreSQL) with AES configured."""
     settings = gateway_settings(database_url, monkeypatch, aes=True)
-    app = create_app(settings, start_outbox=False, rasa=rasa, passive_budget=1.0)
+    app = create_app(
+        settings, start_outbox=False, rasa=rasa, passive_budget=1.0, probe_actions=False
+    )
     with TestClient(app) as client:
         yield WeChatServer(client, WeChatCrypto(TOKEN, AES_KEY, APP_ID))

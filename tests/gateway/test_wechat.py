@@ -335,3 +335,17 @@ def test_a_flood_from_one_resident_is_answered_politely(wechat, rasa):
     assert replies[:3] == ["收到：第0条", "收到：第1条", "收到：第2条"]
     assert replies[3:] == [service.RATE_LIMITED, service.RATE_LIMITED]
     assert len(rows(Message, direction="in")) == 5  # rate-limited messages are kept too
+
+
+class DownProbe:
+    async def up(self) -> bool:
+        return False
+
+
+def test_action_server_down_is_treated_like_the_bot_down(wechat, rasa):
+    wechat.client.app.state.inbound.action_server = DownProbe()
+    reply = wechat.reply_text(wechat.post(text_xml("o-actions", "我被骗了")))
+    assert reply == service.BOT_UNAVAILABLE
+    assert rasa.calls == []  # Rasa would have answered without its actions
+    [case] = rows(Case, sender_id="o-actions")
+    assert (case.reason, case.details["error"]) == ("bot_unavailable", "action server unavailable")

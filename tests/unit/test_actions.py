@@ -412,3 +412,60 @@ def test_a_hand_off_gives_the_conversation_to_officers_and_a_diversion_does_not(
     with db.session_scope() as session:
         owners = {c.openid: c.owner for c in session.execute(select(Conversation)).scalars()}
     assert owners == {"resident-h": "officer"}
+
+
+def test_a_number_cut_into_pieces_by_the_nlu_is_read_whole_from_the_message(sqlite_url):
+    t = tracker(
+        "他打我电话的号码是13912345678",
+        active_loop="fraud_form",
+        slots={
+            "money_lost": False,
+            "fraud_type": "冒充公检法",
+            "scammer_contact": "678",
+            "requested_slot": "scammer_contact",
+        },
+    )
+    t.events.append({"event": "slot", "name": "scammer_contact", "value": "678"})
+    events, _ = run(ValidateFraudForm(), t)
+    assert events[0] == SlotSet("scammer_contact", "13912345678")
+
+
+def test_the_whole_typed_address_is_kept_when_the_nlu_tags_part_of_it(sqlite_url):
+    t = tracker(
+        "庄市街道兴庄社区",
+        active_loop="dog_form",
+        slots={"location": "庄市街道", "requested_slot": "location"},
+    )
+    t.events.append({"event": "slot", "name": "location", "value": "庄市街道"})
+    events, _ = run(ValidateDogForm(), t)
+    assert events == [SlotSet("location", "庄市街道兴庄社区")]
+
+
+def test_still_noisy_answers_the_question_whatever_the_intent(sqlite_url):
+    t = tracker(
+        "是的还在吵",
+        intent="complain_noise",
+        active_loop="noise_form",
+        slots={"location": "骆驼", "noise_source": "电钻", "requested_slot": "noise_ongoing"},
+    )
+    events, _ = run(ValidateNoiseForm(), t)
+    assert events == [SlotSet("noise_ongoing", True)]
+
+
+def test_a_number_given_after_the_contact_question_is_still_kept(sqlite_url):
+    t = tracker(
+        "他电话是02112345678",
+        active_loop="fraud_form",
+        slots={
+            "money_lost": False,
+            "fraud_type": "冒充公检法",
+            "scammer_contact": "不清楚",
+            "dissuaded": True,
+            "requested_slot": "wants_officer",
+        },
+    )
+    events, _ = run(ValidateFraudForm(), t)
+    assert events == [
+        SlotSet("scammer_contact", "02112345678"),
+        SlotSet("requested_slot", "wants_officer"),
+    ]

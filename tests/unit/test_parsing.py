@@ -151,3 +151,17 @@ def test_bitten_from_text(text, bitten):
 )
 def test_legal_topic_from_text(text, topic):
     assert parsing.legal_topic_from_text(text) == topic
+
+
+@pytest.mark.parametrize(
+    ("text", "ongoing"),
+    [
+        ("是的还在吵", True),
+        ("现在正在敲", True),
+        ("刚停了", False),
+        ("现在没有了 已经停了", False),
+        ("不知道", None),
+    ],
+)
+def test_ongoing_from_text(text, ongoing):
+    assert parsing.ongoing_from_text(text) is ongoing
