@@ -49,6 +49,16 @@ def hand_off(
     ]
 
 
+def tell_ticket(
+    dispatcher: CollectingDispatcher, response: str, ticket_id: int, linked_to: int | None
+) -> None:
+    """A new ticket's number, or: the same problem is already being handled."""
+    if linked_to is not None:
+        dispatcher.utter_message(response="utter_ticket_linked", ticket_id=linked_to)
+    else:
+        dispatcher.utter_message(response=response, ticket_id=ticket_id)
+
+
 class ActionSubmitFraud(Action):
     def name(self) -> str:
         return "action_submit_fraud"
@@ -89,9 +99,11 @@ class ActionSubmitNoise(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        ticket_id = records.record_ticket(tracker, category="noise_complaint", kind="noise")
-        dispatcher.utter_message(response="utter_noise_ticket", ticket_id=ticket_id)
-        return [*reset_intake(), SlotSet("ticket_id", ticket_id)]
+        ticket_id, linked_to = records.record_ticket(
+            tracker, category="noise_complaint", kind="noise"
+        )
+        tell_ticket(dispatcher, "utter_noise_ticket", ticket_id, linked_to)
+        return [*reset_intake(), SlotSet("ticket_id", linked_to or ticket_id)]
 
 
 class ActionSubmitDog(Action):
@@ -111,9 +123,9 @@ class ActionSubmitDog(Action):
                 reason="dog_bite",
                 response="utter_dog_bite_handed_over",
             )
-        ticket_id = records.record_ticket(tracker, category="dog_complaint", kind="dog")
-        dispatcher.utter_message(response="utter_dog_ticket", ticket_id=ticket_id)
-        return [*reset_intake(), SlotSet("ticket_id", ticket_id)]
+        ticket_id, linked_to = records.record_ticket(tracker, category="dog_complaint", kind="dog")
+        tell_ticket(dispatcher, "utter_dog_ticket", ticket_id, linked_to)
+        return [*reset_intake(), SlotSet("ticket_id", linked_to or ticket_id)]
 
 
 class ActionSubmitLegal(Action):

@@ -26,15 +26,7 @@ CASE_INTENTS = {
     "complain_noise": "noise_complaint",
     "complain_dog": "dog_complaint",
 }
-CATEGORY_LABELS = {
-    "fraud_suspicion": "涉诈",
-    "emergency": "紧急警情",
-    "legal_help": "法律求助",
-    "noise_complaint": "噪音投诉",
-    "dog_complaint": "犬只投诉",
-    "faq": "办事咨询",
-    "other": "其他",
-}
+CATEGORY_LABELS = cases.CATEGORY_LABELS
 # The slots an officer needs for each category, in the order a summary shows them.
 CATEGORY_SLOTS = {
     "fraud_suspicion": (
@@ -171,8 +163,9 @@ def record_case(
     return case_id
 
 
-def record_ticket(tracker: Tracker, *, category: str, kind: str) -> int:
-    """Record a diversion ticket for the governance platform and return its id."""
+def record_ticket(tracker: Tracker, *, category: str, kind: str) -> tuple[int, int | None]:
+    """Record a diversion ticket for the governance platform. Returns (ticket id, id of the
+    open ticket it duplicates, if any)."""
     _schema_ready()
     details = details_for(tracker, category)
     with db.session_scope() as session:
@@ -183,7 +176,15 @@ def record_ticket(tracker: Tracker, *, category: str, kind: str) -> int:
             summary=summary_for(category, details),
             details=details,
             location=tracker.get_slot("location"),
+            street=details.get("street"),
+            community=details.get("community"),
         )
-        ticket_id = int(ticket.id)
-    logger.info("ticket %s (%s) for %s", ticket_id, kind, tracker.sender_id)
-    return ticket_id
+        ticket_id, linked_to = int(ticket.id), ticket.linked_to_id
+    logger.info(
+        "ticket %s (%s) for %s%s",
+        ticket_id,
+        kind,
+        tracker.sender_id,
+        f", same as ticket {linked_to}" if linked_to else "",
+    )
+    return ticket_id, linked_to

@@ -6,12 +6,13 @@ several calls and tests can run them inside a transaction.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from casework.models import Case, Ticket
+from casework.models import Case, Ticket, utcnow
 
 CATEGORIES = (
     "legal_help",
@@ -23,6 +24,22 @@ CATEGORIES = (
     "other",
 )
 PRIORITIES = ("urgent", "high", "normal", "low")  # most urgent first
+# Time to the first officer reply that counts as timely (答复及时), per priority.
+RESPONSE_TARGETS = {
+    "urgent": timedelta(minutes=5),
+    "high": timedelta(minutes=30),
+    "normal": timedelta(hours=2),
+    "low": timedelta(hours=24),
+}
+CATEGORY_LABELS = {
+    "fraud_suspicion": "涉诈",
+    "emergency": "紧急警情",
+    "legal_help": "法律求助",
+    "noise_complaint": "噪音投诉",
+    "dog_complaint": "犬只投诉",
+    "faq": "办事咨询",
+    "other": "其他",
+}
 
 # The desk a category needs; None means the community officer (社区民警) of the place.
 DESK_BY_CATEGORY: dict[str, str | None] = {
@@ -102,6 +119,11 @@ def open_case(
     return case
 
 
+DUPLICATE_WINDOW = timedelta(hours=24)
+TICKET_TARGET = timedelta(hours=72)  # the platform should resolve within this
+OPEN_TICKET_STATES = ("pending", "sent", "accepted", "in_progress")
+
+
 def open_ticket(
     *,
     session: Session,
@@ -110,10 +132,18 @@ def open_ticket(
     summary: str,
     details: dict[str, Any] | None = None,
     location: str | None = None,
+    street: str | None = None,
+    community: str | None = None,
 ) -> Ticket:
-    """Record a diversion ticket for the governance platform (sent by the gateway later)."""
+    """Record a diversion ticket for the governance platform (sent by the ticket worker).
+
+    A report of the same kind at the same place within 24 hours is linked to the open
+    ticket instead of sent again (status 'linked'): the platform gets one job, and the
+    resident is told it is already being handled.
+    """
     if kind not in ("noise", "dog", "dispute"):
         raise CaseError(f"unknown ticket kind {kind!r}")
+    now = utcnow()
     ticket = Ticket(
         sender_id=sender_id,
         kind=kind,
@@ -121,7 +151,26 @@ def open_ticket(
         summary=summary,
         details=_clean(details or {}),
         location=location,
+        street=street,
+        community=community,
+        due_at=now + TICKET_TARGET,
+        send_attempts=0,
     )
+    same_place = []
+    if community:
+        same_place.append(Ticket.community == community)
+    if location:
+        same_place.append(Ticket.location == location)
+    if same_place:
+        original = session.execute(
+            select(Ticket)
+            .where(Ticket.kind == kind, Ticket.status.in_(OPEN_TICKET_STATES))
+            .where(Ticket.created_at >= now - DUPLICATE_WINDOW, or_(*same_place))
+            .order_by(Ticket.id)
+            .limit(1)
+        ).scalar_one_or_none()
+        if original is not None:
+            ticket.status, ticket.linked_to_id = "linked", original.id
     session.add(ticket)
     session.flush()
     return ticket

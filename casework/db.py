@@ -24,6 +24,9 @@ def get_engine(url: str | None = None) -> Engine:
     url = url or get_settings().database_url
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # FastAPI runs sync dependencies and async routes on different threads; a session
+        # is still used by one request at a time, so sharing the connection is safe.
+        return create_engine(url, future=True, connect_args={"check_same_thread": False})
     return create_engine(url, future=True, pool_pre_ping=True)
 
 

@@ -43,6 +43,47 @@ class Case(Base):
     details = Column(JSON, nullable=False, default=dict)  # slots the intake collected
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
+    # ---- routing and handling (revision 0003)
+    street = Column(String(64), nullable=True)
+    community = Column(String(64), nullable=True, index=True)
+    assigned_to_id = Column(Integer, ForeignKey("users.id"), nullable=True)  # routed officer
+    claimed_by_id = Column(Integer, ForeignKey("users.id"), nullable=True)  # who works on it
+    claimed_at = Column(DateTime(timezone=True), nullable=True)
+    due_at = Column(DateTime(timezone=True), nullable=True)  # first reply target (priority)
+    first_reply_at = Column(DateTime(timezone=True), nullable=True)
+    closed_at = Column(DateTime(timezone=True), nullable=True)
+    resolution = Column(Text, nullable=True)
+    rating = Column(Integer, nullable=True)  # 1–5 from the resident after closing
+    rating_requested_at = Column(DateTime(timezone=True), nullable=True)
+    original_category = Column(String(32), nullable=True)  # set when an officer corrects it
+    notify_status = Column(String(16), nullable=True)  # pending | sent | failed
+    notify_error = Column(Text, nullable=True)
+
+
+class CaseNote(Base):
+    """An officer's private note on a case (never sent to the resident)."""
+
+    __tablename__ = "case_notes"
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=False, index=True)
+    author_id = Column(Integer, ForeignKey("users.id"), nullable=False)
+    text = Column(Text, nullable=False)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class AuditEntry(Base):
+    """Every officer action: who did what to which record, when."""
+
+    __tablename__ = "audit_log"
+
+    id = Column(Integer, primary_key=True)
+    actor_id = Column(Integer, ForeignKey("users.id"), nullable=True)  # None: the system
+    action = Column(String(32), nullable=False, index=True)
+    target_type = Column(String(16), nullable=False)
+    target_id = Column(Integer, nullable=True)
+    detail = Column(JSON, nullable=False, default=dict)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
 
 
 class Ticket(Base):
@@ -59,6 +100,17 @@ class Ticket(Base):
     details = Column(JSON, nullable=False, default=dict)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
+    # ---- the governance platform loop (revision 0003)
+    street = Column(String(64), nullable=True)
+    community = Column(String(64), nullable=True, index=True)
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=True)  # diverted from a case
+    linked_to_id = Column(Integer, ForeignKey("tickets.id"), nullable=True)  # duplicate of
+    sent_at = Column(DateTime(timezone=True), nullable=True)
+    send_attempts = Column(Integer, nullable=False, default=0)
+    send_error = Column(Text, nullable=True)
+    status_note = Column(Text, nullable=True)  # the platform's last remark
+    due_at = Column(DateTime(timezone=True), nullable=True)
+    resolved_at = Column(DateTime(timezone=True), nullable=True)
 
 
 class Resident(Base):
@@ -86,6 +138,7 @@ class Conversation(Base):
     location_label = Column(Text, nullable=True)  # the last location the resident shared
     location_lat = Column(Float, nullable=True)
     location_lng = Column(Float, nullable=True)
+    awaiting_rating_case_id = Column(Integer, ForeignKey("cases.id"), nullable=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
 
@@ -147,6 +200,10 @@ class User(Base):
     failed_logins = Column(Integer, nullable=False, default=0)
     locked_until = Column(DateTime(timezone=True), nullable=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    # ---- revision 0003
+    display_name = Column(String(64), nullable=True)  # 张警官
+    mobile = Column(String(20), nullable=True)  # for DingTalk @-mentions on urgent cases
+    on_duty = Column(Boolean, nullable=False, default=False)  # the duty commander
 
 
 class SharedValue(Base):

@@ -56,6 +56,7 @@ class Settings:
     governance_webhook_url: str | None
     governance_secret: str | None
     action_server_url: str
+    console_url: str  # links in notifications point here
     var_dir: Path = field(default=REPO_ROOT / "var")
 
     @classmethod
@@ -64,6 +65,7 @@ class Settings:
         environment = (_env("JMT_ENV") or "development").lower()
         development = environment == "development"
         simulator = _env("JMT_SIMULATOR")
+        local = f"http://127.0.0.1:{_env('GATEWAY_PORT', '8000')}"
         return cls(
             environment=environment,
             secret_key=_env("SECRET_KEY") or None,
@@ -83,10 +85,16 @@ class Settings:
                 if development
                 else "https://api.weixin.qq.com"
             ),
-            dingtalk_webhook_url=_env("DINGTALK_WEBHOOK_URL") or None,
-            dingtalk_secret=_env("DINGTALK_SECRET") or None,
-            governance_webhook_url=_env("GOVERNANCE_WEBHOOK_URL") or None,
-            governance_secret=_env("GOVERNANCE_SECRET") or None,
+            # Development: the simulator's stand-ins for DingTalk and the governance platform.
+            dingtalk_webhook_url=_env("DINGTALK_WEBHOOK_URL")
+            or (f"{local}/simulator/dingtalk/robot/send?access_token=dev" if development else None),
+            dingtalk_secret=_env("DINGTALK_SECRET")
+            or ("SEC-jmt-development" if development else None),
+            governance_webhook_url=_env("GOVERNANCE_WEBHOOK_URL")
+            or (f"{local}/simulator/governance/tickets" if development else None),
+            governance_secret=_env("GOVERNANCE_SECRET")
+            or ("jmt-development-governance" if development else None),
+            console_url=_env("CONSOLE_URL") or local,
             action_server_url=_env("ACTION_SERVER_URL")
             or f"http://127.0.0.1:{_env('ACTIONS_PORT', '5055')}",
             var_dir=var_dir,

@@ -12,9 +12,12 @@ from fastapi.responses import JSONResponse
 from casework import db
 from casework.settings import Settings, get_settings
 from gateway import protocol
+from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
-from gateway.routes import auth, conversations, health, wechat
-from gateway.service import ActionServerProbe, InboundService
+from gateway.routes import auth, cases, conversations, events, health, metrics, tickets, wechat
+from gateway.service import PASSIVE_BUDGET, ActionServerProbe, InboundService
+from integrations.governance import client_from_settings
+from integrations.notify import notifier_from_settings
 from integrations.rasa import RasaClient
 from integrations.wechat import SqlTokenStorage, WeChatApi, WeChatMessenger
 
@@ -58,9 +61,19 @@ def create_app(
             database_url=settings.database_url,
             outbox_wakeup=worker.wakeup if worker else None,
             action_server=ActionServerProbe(settings.action_server_url if probe_actions else None),
-            **({"passive_budget": passive_budget} if passive_budget is not None else {}),
+            passive_budget=PASSIVE_BUDGET if passive_budget is None else passive_budget,
         )
+        dispatcher = Dispatcher(
+            database_url=settings.database_url,
+            notifier=notifier_from_settings(settings),
+            governance=client_from_settings(settings),
+            console_url=settings.console_url,
+        )
+        app.state.dispatcher = dispatcher
+        if start_outbox:  # tests drive the background work themselves
+            dispatcher.start()
         yield
+        await dispatcher.stop()
         await app.state.inbound.drain()
         if worker is not None:
             await worker.stop()
@@ -77,12 +90,23 @@ def create_app(
     app.state.crypto = protocol.crypto_for(
         settings.wechat_token or "", settings.wechat_encoding_aes_key, settings.wechat_app_id
     )
-    for router in (wechat.router, health.router, auth.router, conversations.router):
+    for router in (
+        wechat.router,
+        health.router,
+        auth.router,
+        conversations.router,
+        cases.router,
+        tickets.router,
+        events.router,
+        metrics.router,
+    ):
         app.include_router(router)
     if settings.simulator_enabled:
+        from gateway.simulator import partners
         from gateway.simulator import routes as simulator
 
         app.include_router(simulator.router)
+        app.include_router(partners.router)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

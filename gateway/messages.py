@@ -58,7 +58,7 @@ def describe(message: Any) -> Incoming:
         return _describe_event(message, openid)
     msg_id = getattr(message, "id", None)
     key = f"msg:{msg_id}" if msg_id else f"msg:{openid}:{_stamp(message)}"
-    base = {"openid": openid, "dedupe_key": key, "msg_type": kind}
+    base: dict[str, Any] = {"openid": openid, "dedupe_key": key, "msg_type": kind}
     if kind == "text":
         text = str(message.content or "")
         return Incoming(**base, content=text, bot_text=text, metadata={"message_type": "text"})
@@ -104,7 +104,12 @@ def describe(message: Any) -> Incoming:
 def _describe_event(message: Any, openid: str) -> Incoming:
     event = str(getattr(message, "event", "") or "").lower()
     key = f"evt:{openid}:{_stamp(message)}:{event}"
-    base = {"openid": openid, "dedupe_key": key, "msg_type": "event", "event": event}
+    base: dict[str, Any] = {
+        "openid": openid,
+        "dedupe_key": key,
+        "msg_type": "event",
+        "event": event,
+    }
     if event == "subscribe" or event == "subscribe_scan":
         return Incoming(**base, content="[关注]", local_reply=WELCOME)
     if event == "unsubscribe":

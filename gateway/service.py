@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from casework import cases, conversations, db, outbox
+from casework import cases, conversations, db, handling, outbox
 from casework.models import Message
 from casework.privacy import mask_pii
 from gateway.messages import Incoming, bot_texts, compose
@@ -170,6 +170,16 @@ class InboundService:
         if self.outbox_wakeup is not None:
             self.outbox_wakeup.set()
 
+    def _take_rating(self, incoming: Incoming) -> bool:
+        """The answer to "please rate us 1–5" after a case was closed."""
+        if incoming.msg_type not in ("text", "voice") or not incoming.bot_text:
+            return False
+        with db.session_scope(self.database_url) as session:
+            rating = handling.take_rating(
+                session=session, openid=incoming.openid, text=incoming.bot_text
+            )
+        return rating is not None
+
     def _set_status(self, message_id: int, status: str) -> None:
         with db.session_scope(self.database_url) as session:
             message = session.get(Message, message_id)
@@ -216,6 +226,11 @@ class InboundService:
         if not self.rate_limiter.allow(incoming.openid):
             await asyncio.to_thread(self._answer_passively, stored, RATE_LIMITED, "system")
             return RATE_LIMITED
+        if await asyncio.to_thread(self._take_rating, incoming):
+            await asyncio.to_thread(
+                self._answer_passively, stored, handling.RATING_THANKS, "system"
+            )
+            return handling.RATING_THANKS
         return await self._ask_bot(incoming, stored)
 
     async def _ask_bot(self, incoming: Incoming, stored: Stored) -> str | None:

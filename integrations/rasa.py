@@ -60,6 +60,18 @@ class RasaClient:
             return ParseResult(None, None)
         return ParseResult(intent.get("name"), intent.get("confidence"))
 
+    async def resume(self, sender: str) -> bool:
+        """Un-pause the conversation in Rasa after an officer closes the case."""
+        try:
+            response = await self._http.post(
+                f"/conversations/{sender}/tracker/events", json={"event": "resume"}
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            logger.error("could not resume %s's conversation in Rasa: %s", sender, error)
+            return False
+        return True
+
     async def healthy(self) -> bool:
         try:
             response = await self._http.get("/status", timeout=3)

@@ -30,6 +30,7 @@ class StandInRasa:
         self.answers: dict[str, list[str]] = {}
         self.delay = 0.0
         self.down = False
+        self.resumed: list[str] = []
 
     async def send(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
         self.calls.append((sender, text, metadata or {}))
@@ -45,6 +46,10 @@ class StandInRasa:
         return ParseResult("faq", 0.93)
 
     async def healthy(self) -> bool:
+        return not self.down
+
+    async def resume(self, sender: str) -> bool:
+        self.resumed.append(sender)
         return not self.down
 
     async def close(self) -> None:

@@ -1,0 +1,318 @@
+"""Pages of the officer console and their static files.
+
+Every page is a small HTML shell: the data comes from the JSON API (docs/console-api.md),
+fetched by the page's script with the bearer token from `sessionStorage`. Nothing here
+reads the database or needs a login — an anonymous visitor gets empty shells whose
+scripts send them to the login page.
+
+Static files come from `gateway/console/static/`, served from a fixed allow-list (no
+directory traversal, no build step, nothing from a CDN). Pages forbid inline scripts and
+foreign origins through a Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_FILES = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "login.js": "text/javascript; charset=utf-8",
+    "queue.js": "text/javascript; charset=utf-8",
+    "case.js": "text/javascript; charset=utf-8",
+    "tickets.js": "text/javascript; charset=utf-8",
+    "metrics.js": "text/javascript; charset=utf-8",
+}
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the event stream URL carries the token
+    "X-Frame-Options": "DENY",
+}
+
+NAV = (
+    ("queue", "/console", "待办队列"),
+    ("tickets", "/console/tickets", "工单"),
+    ("metrics", "/console/metrics", "数据统计"),
+)
+
+
+def _header(active: str) -> str:
+    links = "".join(
+        f'<a href="{href}"{" class=active" if key == active else ""}>{label}</a>'
+        for key, href, label in NAV
+    )
+    return f"""<header class="topbar">
+  <a class="brand" href="/console"><span class="badge-shield">警</span>镇海警民通 · 民警工作台</a>
+  <nav>{links}</nav>
+  <div class="who">
+    <span id="live" class="live" hidden>实时</span>
+    <span id="me"></span>
+    <button id="logout" type="button" class="link">退出</button>
+  </div>
+</header>"""
+
+
+def _page(title: str, script: str, body: str, *, active: str | None = None) -> HTMLResponse:
+    header = _header(active) if active is not None else ""
+    html = f"""<!doctype html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{escape(title)} · 镇海警民通</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/console/static/console.css">
+<script src="/console/static/console.js" defer></script>
+<script src="/console/static/{script}" defer></script>
+</head>
+<body data-page="{active or "login"}">
+{header}
+<main>
+{body}
+</main>
+<div id="toast" role="status" aria-live="polite" hidden></div>
+</body>
+</html>
+"""
+    return HTMLResponse(html, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------------- pages
+
+LOGIN = """<section class="login-card">
+  <div class="login-title"><span class="badge-shield big">警</span>
+    <div><h1>镇海警民通</h1><p>民警工作台 · 请登录</p></div></div>
+  <form id="login-form" autocomplete="on">
+    <label>用户名<input id="username" name="username" autocomplete="username" required
+      autofocus></label>
+    <label>密码<input id="password" name="password" type="password"
+      autocomplete="current-password" required></label>
+    <p id="login-error" class="error" role="alert" hidden></p>
+    <button id="login-submit" type="submit" class="primary wide">登录</button>
+  </form>
+  <p class="hint">本系统仅限公安民警工作使用，所有操作均记录在案。</p>
+</section>"""
+
+QUEUE = """<div class="page-head">
+  <h1>待办队列</h1>
+  <div class="tabs" role="tablist">
+    <button type="button" class="tab active" data-status="active">进行中</button>
+    <button type="button" class="tab" data-status="closed">已办结</button>
+  </div>
+  <span id="queue-stats" class="muted"></span>
+</div>
+<p id="queue-error" class="error" role="alert" hidden></p>
+<table class="grid" id="queue">
+  <thead><tr>
+    <th class="col-priority">优先级</th><th class="col-category">类别</th><th>摘要</th>
+    <th class="col-place">社区/部门</th><th class="col-time">剩余时间</th>
+    <th class="col-officer">处理人</th><th class="col-notify">通知</th>
+  </tr></thead>
+  <tbody id="queue-body"></tbody>
+</table>
+<p id="queue-empty" class="empty" hidden>暂无待办案件。</p>"""
+
+CASE = """<p class="crumbs"><a href="/console">← 返回待办队列</a></p>
+<p id="case-error" class="error" role="alert" hidden></p>
+<div id="case" hidden>
+  <div class="case-head">
+    <h1 id="case-title"></h1>
+    <span id="case-priority" class="prio"></span>
+    <span id="case-status" class="status"></span>
+    <span id="case-countdown" class="countdown"></span>
+  </div>
+  <div class="case-layout">
+    <div class="case-main">
+      <section class="card">
+        <h2>案件摘要</h2>
+        <p id="case-summary" class="summary"></p>
+        <dl id="case-meta" class="meta"></dl>
+      </section>
+      <section class="card">
+        <h2>采集信息</h2>
+        <dl id="case-details" class="details"></dl>
+      </section>
+      <section class="card">
+        <h2>对话记录</h2>
+        <div id="transcript" class="transcript"></div>
+        <form id="reply-form" class="reply">
+          <div class="row">
+            <label for="canned" class="muted">常用语</label>
+            <select id="canned"><option value="">— 选择常用回复 —</option></select>
+          </div>
+          <textarea id="reply-text" rows="3" maxlength="2000"
+            placeholder="回复群众（将通过微信客服消息发送）"></textarea>
+          <div class="row end">
+            <span id="reply-hint" class="muted"></span>
+            <button id="reply-send" type="submit" class="primary">发送回复</button>
+          </div>
+        </form>
+      </section>
+    </div>
+    <aside class="case-side">
+      <section class="card actions">
+        <h2>处置</h2>
+        <p id="action-error" class="error" role="alert" hidden></p>
+        <p id="closed-note" class="muted" hidden>本案件已办结，会话已交还智能助手。</p>
+        <button id="claim" type="button" class="primary wide">认领</button>
+        <details id="transfer-box">
+          <summary>转办</summary>
+          <form id="transfer-form">
+            <select id="transfer-target" required><option value="">— 选择部门或民警 —</option>
+            </select>
+            <button type="submit">确认转办</button>
+          </form>
+        </details>
+        <details id="divert-box">
+          <summary>转治理平台</summary>
+          <form id="divert-form">
+            <select id="divert-kind" required>
+              <option value="">— 事项类型 —</option>
+              <option value="noise">噪音扰民</option>
+              <option value="dog">犬只问题</option>
+              <option value="dispute">邻里纠纷</option>
+            </select>
+            <textarea id="divert-note" rows="2" maxlength="1000"
+              placeholder="给治理中心的说明"></textarea>
+            <button type="submit">转治理平台</button>
+          </form>
+        </details>
+        <details id="close-box">
+          <summary>办结</summary>
+          <form id="close-form">
+            <textarea id="close-resolution" rows="3" maxlength="2000" required
+              placeholder="处理结果（办结后将邀请群众评价）"></textarea>
+            <button id="close-submit" type="submit" class="danger">确认办结</button>
+          </form>
+        </details>
+      </section>
+      <section class="card">
+        <h2>私密备注 <small class="muted">仅民警可见</small></h2>
+        <ul id="notes" class="notes"></ul>
+        <form id="note-form">
+          <textarea id="note-text" rows="2" maxlength="2000" placeholder="添加备注"></textarea>
+          <button type="submit">保存备注</button>
+        </form>
+      </section>
+      <section class="card">
+        <h2>该群众历史案件</h2>
+        <ul id="history" class="plain"></ul>
+      </section>
+      <section class="card">
+        <h2>相关工单</h2>
+        <ul id="case-tickets" class="plain"></ul>
+      </section>
+    </aside>
+  </div>
+</div>"""
+
+TICKETS = """<div class="page-head">
+  <h1>治理工单</h1>
+  <label class="muted">状态
+    <select id="ticket-status">
+      <option value="">全部</option>
+      <option value="pending">待推送</option>
+      <option value="sent">已推送</option>
+      <option value="accepted">已受理</option>
+      <option value="in_progress">处理中</option>
+      <option value="resolved">已办结</option>
+      <option value="rejected">已退回</option>
+      <option value="linked">已合并</option>
+    </select>
+  </label>
+  <span id="ticket-stats" class="muted"></span>
+</div>
+<p id="tickets-error" class="error" role="alert" hidden></p>
+<table class="grid" id="tickets">
+  <thead><tr>
+    <th>编号</th><th>类型</th><th>状态</th><th>摘要</th><th>街道/社区</th>
+    <th>推送时间</th><th>办理期限</th><th>平台反馈</th><th>来源案件</th>
+  </tr></thead>
+  <tbody id="tickets-body"></tbody>
+</table>
+<p id="tickets-empty" class="empty" hidden>暂无工单。</p>"""
+
+METRICS = """<div class="page-head">
+  <h1>数据统计</h1>
+  <div class="tabs" role="tablist" id="days">
+    <button type="button" class="tab" data-days="7">近7天</button>
+    <button type="button" class="tab active" data-days="30">近30天</button>
+    <button type="button" class="tab" data-days="90">近90天</button>
+  </div>
+  <span id="metrics-range" class="muted"></span>
+  <button id="export" type="button" class="right">导出CSV</button>
+</div>
+<p id="metrics-error" class="error" role="alert" hidden></p>
+<div id="tiles" class="tiles"></div>
+<div class="charts">
+  <section class="card"><h2>各类别案件量</h2><div id="chart-category" class="chart"></div>
+  </section>
+  <section class="card"><h2>每日案件量</h2><div id="chart-daily" class="chart"></div></section>
+  <section class="card"><h2>各优先级答复及时率</h2>
+    <div id="chart-priority" class="chart"></div></section>
+</div>
+<div class="charts two">
+  <section class="card"><h2>民警统计</h2><div id="table-officers"></div></section>
+  <section class="card"><h2>社区统计</h2><div id="table-communities"></div></section>
+</div>"""
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page() -> HTMLResponse:
+    return _page("登录", "login.js", LOGIN)
+
+
+@router.get("", response_class=HTMLResponse)
+async def queue_page() -> HTMLResponse:
+    return _page("待办队列", "queue.js", QUEUE, active="queue")
+
+
+@router.get("/", response_class=HTMLResponse)
+async def queue_page_slash() -> RedirectResponse:
+    return RedirectResponse("/console", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+async def case_page(case_id: int) -> HTMLResponse:
+    return _page(f"案件 #{case_id}", "case.js", CASE, active="case")
+
+
+@router.get("/tickets", response_class=HTMLResponse)
+async def tickets_page() -> HTMLResponse:
+    return _page("治理工单", "tickets.js", TICKETS, active="tickets")
+
+
+@router.get("/metrics", response_class=HTMLResponse)
+async def metrics_page() -> HTMLResponse:
+    return _page("数据统计", "metrics.js", METRICS, active="metrics")
+
+
+# ---------------------------------------------------------------------- static files
+
+
+@router.get("/static/{name}")
+async def static_file(name: str, request: Request) -> Response:
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+    content = (STATIC_DIR / name).read_bytes()
+    etag = '"' + hashlib.sha256(content).hexdigest()[:16] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content, media_type=media_type, headers=headers)

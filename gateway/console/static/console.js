@@ -1,0 +1,392 @@
+/* 镇海警民通 · 民警工作台 — helpers shared by every console page.
+ *
+ * - api(): fetch with the bearer token; a 401 sends the officer back to the login page.
+ * - h(): builds DOM nodes; text always goes through text nodes (never as markup), so
+ *   nothing the API returns can inject markup.
+ * - formatting in Beijing time (UTC+8, no daylight saving) whatever the browser's zone.
+ * - live(): the server-sent event stream with the 实时 indicator.
+ */
+"use strict";
+
+const JMT = (() => {
+  const TOKEN_KEY = "jmtConsoleToken";
+  const BEIJING_OFFSET_MS = 8 * 3600 * 1000;
+
+  const PRIORITY = {
+    urgent: "紧急",
+    high: "高",
+    normal: "普通",
+    low: "低",
+  };
+  const CASE_STATUS = { open: "待认领", claimed: "处理中", closed: "已办结" };
+  const TICKET_STATUS = {
+    pending: "待推送",
+    sent: "已推送",
+    accepted: "已受理",
+    in_progress: "处理中",
+    resolved: "已办结",
+    rejected: "已退回",
+    linked: "已合并",
+  };
+  const TICKET_KIND = { noise: "噪音扰民", dog: "犬只问题", dispute: "邻里纠纷" };
+  const DESKS = ["治安", "法制", "交警", "出入境", "反诈"];
+  const ROLE = { officer: "民警", commander: "指挥长", admin: "管理员", trainer: "训练师" };
+
+  // ------------------------------------------------------------------ token and API
+
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  function setToken(value) {
+    sessionStorage.setItem(TOKEN_KEY, value);
+  }
+
+  function toLogin() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    const here = location.pathname + location.search;
+    const next = here.startsWith("/console/login") ? "" : "?next=" + encodeURIComponent(here);
+    location.replace("/console/login" + next);
+  }
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  /** FastAPI's `detail`: a string, or a list of validation errors. */
+  function detailText(detail, status) {
+    if (typeof detail === "string" && detail) return detail;
+    if (Array.isArray(detail) && detail.length) {
+      return detail.map((d) => (d && d.msg) || JSON.stringify(d)).join("；");
+    }
+    if (status === 403) return "无权执行此操作";
+    if (status === 404) return "未找到该记录";
+    if (status >= 500) return "服务器内部错误，请稍后再试";
+    return `请求失败（HTTP ${status}）`;
+  }
+
+  async function errorOf(response) {
+    let detail = null;
+    try {
+      detail = (await response.json()).detail;
+    } catch (e) {
+      /* not JSON */
+    }
+    return new ApiError(response.status, detailText(detail, response.status));
+  }
+
+  /**
+   * Call the console API. `body` (an object) is sent as JSON; `raw: true` returns the
+   * Response itself (for downloads). Throws ApiError with a message safe to show.
+   */
+  async function api(path, { method = "GET", body, raw = false } = {}) {
+    const headers = { Authorization: "Bearer " + (token() || "") };
+    const init = { method, headers, cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (e) {
+      throw new ApiError(0, "网络连接失败，请检查网络后重试");
+    }
+    if (response.status === 401) {
+      toLogin();
+      throw new ApiError(401, "登录已失效，请重新登录");
+    }
+    if (!response.ok) throw await errorOf(response);
+    if (raw) return response;
+    if (response.status === 204) return null;
+    return response.json();
+  }
+
+  // ------------------------------------------------------------------ DOM
+
+  /**
+   * h("td", {className: "x", title: "..."}, "text", otherNode, null) — children that are
+   * strings become text nodes; null/undefined/false are skipped; arrays are flattened.
+   * `href` only accepts same-origin paths (not "//host") and https URLs.
+   */
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "className") node.className = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("on") && typeof value === "function") {
+        node.addEventListener(key.slice(2), value);
+      } else if (key === "href") {
+        const url = String(value);
+        const local = url.startsWith("/") && !url.startsWith("//") && !url.startsWith("/\\");
+        if (local || url.startsWith("https://")) node.setAttribute("href", url);
+      } else if (value === true) node.setAttribute(key, "");
+      else node.setAttribute(key, String(value));
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      if (Array.isArray(child)) append(node, child);
+      else if (child instanceof Node) node.appendChild(child);
+      else node.appendChild(document.createTextNode(String(child)));
+    }
+  }
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+    return node;
+  }
+
+  function showError(node, message) {
+    if (!node) return;
+    node.textContent = message || "";
+    node.hidden = !message;
+  }
+
+  let toastTimer = null;
+  function toast(message, bad = false) {
+    const box = $("toast");
+    if (!box) return;
+    box.textContent = message;
+    box.className = bad ? "bad" : "";
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => (box.hidden = true), bad ? 6000 : 3000);
+  }
+
+  // ------------------------------------------------------------------ formatting
+
+  /** A Date from the API's ISO string; a string without a zone is UTC (SQLite). */
+  function parseTime(iso) {
+    if (!iso) return null;
+    const text = String(iso);
+    const zoned = /([zZ]|[+-]\d\d:?\d\d)$/.test(text) ? text : text + "Z";
+    const date = new Date(zoned);
+    return isNaN(date.getTime()) ? null : date;
+  }
+
+  function pad(n) {
+    return String(n).padStart(2, "0");
+  }
+
+  /** Beijing wall-clock parts of a Date. */
+  function beijing(date) {
+    const b = new Date(date.getTime() + BEIJING_OFFSET_MS);
+    return {
+      y: b.getUTCFullYear(),
+      m: pad(b.getUTCMonth() + 1),
+      d: pad(b.getUTCDate()),
+      hh: pad(b.getUTCHours()),
+      mm: pad(b.getUTCMinutes()),
+      ss: pad(b.getUTCSeconds()),
+    };
+  }
+
+  /** "2026-11-28 18:00" (Beijing time); `seconds` adds ":05". */
+  function fmtTime(iso, { seconds = false } = {}) {
+    const date = iso instanceof Date ? iso : parseTime(iso);
+    if (!date) return "—";
+    const p = beijing(date);
+    return `${p.y}-${p.m}-${p.d} ${p.hh}:${p.mm}${seconds ? ":" + p.ss : ""}`;
+  }
+
+  /** "18:00" when the time is today in Beijing, else "11-27 18:00". */
+  function fmtShort(iso) {
+    const date = iso instanceof Date ? iso : parseTime(iso);
+    if (!date) return "—";
+    const p = beijing(date);
+    const t = beijing(new Date());
+    const day = p.y === t.y && p.m === t.m && p.d === t.d ? "" : `${p.m}-${p.d} `;
+    return `${day}${p.hh}:${p.mm}`;
+  }
+
+  function fmtDate(date) {
+    const p = beijing(date);
+    return `${p.y}-${p.m}-${p.d}`;
+  }
+
+  /** 3725 → "1小时02分"; 125 → "2分05秒"; for countdowns. */
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined || isNaN(seconds)) return "—";
+    const s = Math.max(0, Math.round(seconds));
+    const days = Math.floor(s / 86400);
+    const hours = Math.floor((s % 86400) / 3600);
+    const minutes = Math.floor((s % 3600) / 60);
+    if (days) return `${days}天${hours}小时`;
+    if (hours) return `${hours}小时${pad(minutes)}分`;
+    return `${minutes}分${pad(s % 60)}秒`;
+  }
+
+  /** Median-type durations in metrics: 95 → "1分35秒", 7200 → "2小时00分". */
+  function fmtSpan(seconds) {
+    if (seconds === null || seconds === undefined || isNaN(seconds)) return "—";
+    if (seconds < 60) return `${Math.round(seconds)}秒`;
+    return fmtDuration(seconds);
+  }
+
+  function fmtYuan(amount) {
+    const n = Number(amount);
+    if (amount === null || amount === undefined || amount === "" || isNaN(n)) return null;
+    return "¥" + n.toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+
+  /** 0.9123 → "91.2%". */
+  function fmtPercent(value, digits = 1) {
+    if (value === null || value === undefined || isNaN(value)) return "—";
+    return (Number(value) * 100).toFixed(digits) + "%"; // the API's rates are 0–1
+  }
+
+  function priorityBadge(priority) {
+    return h(
+      "span",
+      { className: "prio prio-" + (PRIORITY[priority] ? priority : "low") },
+      PRIORITY[priority] || priority || "—"
+    );
+  }
+
+  function statusBadge(status, labels = CASE_STATUS) {
+    return h("span", { className: "status status-" + status }, labels[status] || status || "—");
+  }
+
+  function officerName(person) {
+    if (!person) return null;
+    return person.name || person.username || `#${person.id}`;
+  }
+
+  /**
+   * A countdown to `due_at`, corrected for the browser's clock: the API's `seconds_left`
+   * was computed on the server at fetch time.
+   */
+  function deadline(item, fetchedAt) {
+    const due = parseTime(item.due_at);
+    if (!due) return null;
+    let skew = 0;
+    if (typeof item.seconds_left === "number") {
+      const serverNow = due.getTime() - item.seconds_left * 1000;
+      skew = serverNow - fetchedAt;
+    }
+    return { due, skew };
+  }
+
+  /** Render the countdown cell content: [text, className]. */
+  function countdownText(item, dl) {
+    if (item.status === "closed") return ["已办结", "ok"];
+    if (item.first_reply_at) {
+      const late = dl && parseTime(item.first_reply_at) > dl.due;
+      return [late ? "已答复（超时）" : "已答复", late ? "overdue" : "ok"];
+    }
+    if (!dl) return ["—", ""];
+    const left = (dl.due.getTime() - (Date.now() + dl.skew)) / 1000;
+    if (left <= 0) return ["已超时 " + fmtDuration(-left), "overdue"];
+    return [fmtDuration(left), left < 300 ? "soon" : ""];
+  }
+
+  // ------------------------------------------------------------------ page chrome
+
+  let meCache = null;
+  async function me() {
+    if (!meCache) meCache = api("/api/me");
+    return meCache;
+  }
+
+  /** Every signed-in page: no token → login; name in the header; 退出. */
+  function initChrome() {
+    if (!token()) {
+      toLogin();
+      return false;
+    }
+    const logout = $("logout");
+    if (logout) {
+      logout.addEventListener("click", () => {
+        sessionStorage.removeItem(TOKEN_KEY);
+        location.replace("/console/login");
+      });
+    }
+    me()
+      .then((user) => {
+        const label = `${user.name || user.username}（${ROLE[user.role] || user.role}` +
+          (user.desk ? `·${user.desk}` : user.community ? `·${user.community}` : "") + "）";
+        $("me").textContent = label;
+      })
+      .catch(() => {});
+    return true;
+  }
+
+  /**
+   * Subscribe to the event stream. `handlers` maps event names ("case", "message") to
+   * functions receiving the parsed data. Reconnects after an error; a closed stream
+   * (e.g. the token expired) is checked with /api/me, which sends a 401 to the login page.
+   */
+  function live(handlers) {
+    const indicator = $("live");
+    let source = null;
+    let retry = null;
+
+    function state(on, text) {
+      if (!indicator) return;
+      indicator.hidden = false;
+      indicator.className = "live " + (on ? "on" : "off");
+      indicator.textContent = text;
+      indicator.title = on ? "已连接实时推送" : "实时推送已断开，正在重连";
+    }
+
+    function connect() {
+      retry = null;
+      source = new EventSource("/api/events?access_token=" + encodeURIComponent(token() || ""));
+      source.onopen = () => state(true, "实时");
+      source.onerror = () => {
+        state(false, "重连中…");
+        if (source.readyState === EventSource.CLOSED && !retry) {
+          source.close();
+          api("/api/me").catch(() => {});
+          retry = setTimeout(connect, 5000);
+        }
+      };
+      for (const [name, handler] of Object.entries(handlers)) {
+        source.addEventListener(name, (event) => {
+          let data = {};
+          try {
+            data = JSON.parse(event.data || "{}");
+          } catch (e) {
+            /* a malformed event still means "something changed" */
+          }
+          handler(data);
+        });
+      }
+    }
+
+    state(false, "连接中…");
+    connect();
+    window.addEventListener("beforeunload", () => source && source.close());
+  }
+
+  /** Call `fn` at most once per `ms`, trailing (bursts of events → one re-fetch). */
+  function debounce(fn, ms) {
+    let timer = null;
+    return (...args) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => fn(...args), ms);
+    };
+  }
+
+  return {
+    PRIORITY, CASE_STATUS, TICKET_STATUS, TICKET_KIND, DESKS, ROLE,
+    token, setToken, toLogin, api, ApiError,
+    h, $, clear, showError, toast,
+    parseTime, fmtTime, fmtShort, fmtDate, fmtDuration, fmtSpan, fmtYuan, fmtPercent,
+    priorityBadge, statusBadge, officerName, deadline, countdownText,
+    me, initChrome, live, debounce,
+  };
+})();

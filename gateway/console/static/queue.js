@@ -1,0 +1,138 @@
+/* 待办队列: GET /api/cases (most urgent first, as the API orders them), live countdowns,
+ * re-fetched on every `case` or `message` event; a case that was not there before flashes. */
+"use strict";
+
+(() => {
+  const { $, h, clear, showError, api } = JMT;
+  if (!JMT.initChrome()) return;
+
+  const body = $("queue-body");
+  let status = "active";
+  let known = null; // ids shown before the latest fetch; null before the first one
+  let rows = []; // [{item, deadline, cell}] for the countdown ticker
+  let loading = false;
+  let again = false;
+
+  function place(item) {
+    const where = [item.street, item.community].filter(Boolean).join(" ");
+    return [
+      where ? h("div", {}, where) : null,
+      item.desk ? h("div", { className: "muted" }, item.desk) : null,
+      !where && !item.desk ? "—" : null,
+    ];
+  }
+
+  function handler(item) {
+    const claimed = JMT.officerName(item.claimed_by);
+    const assigned = JMT.officerName(item.assigned_to);
+    if (claimed) return h("span", {}, claimed);
+    if (item.status === "closed") return h("span", { className: "muted" }, "—");
+    return [
+      h("span", { className: "tag" }, "待认领"),
+      assigned ? h("div", { className: "muted" }, "指派：" + assigned) : null,
+    ];
+  }
+
+  function notify(item) {
+    if (item.notify_status === "failed") {
+      return h("span", { className: "fail", title: item.notify_error || "" }, "通知失败");
+    }
+    if (item.notify_status === "sent") return h("span", { className: "ok" }, "已通知");
+    if (item.notify_status === "pending") return h("span", { className: "muted" }, "发送中");
+    return h("span", { className: "muted" }, "—");
+  }
+
+  function tick() {
+    for (const row of rows) {
+      const [text, cls] = JMT.countdownText(row.item, row.deadline);
+      row.cell.textContent = text;
+      row.cell.className = "nowrap countdown " + cls;
+      row.tr.classList.toggle("overdue-row", cls === "overdue" && !row.item.first_reply_at);
+    }
+  }
+
+  function render(items, fetchedAt) {
+    clear(body);
+    rows = [];
+    const fresh = new Set();
+    for (const item of items) {
+      const href = "/console/cases/" + encodeURIComponent(item.id);
+      const cell = h("td", { className: "nowrap countdown" });
+      const tr = h(
+        "tr",
+        { className: "clickable", dataset: { caseId: item.id } },
+        h("td", {}, JMT.priorityBadge(item.priority)),
+        h("td", { className: "nowrap" }, item.category_label || item.category || "—"),
+        h(
+          "td",
+          { className: "summary-cell" },
+          h("a", { href }, item.summary || "（无摘要）"),
+          h("div", { className: "muted" }, `#${item.id} · ${JMT.fmtShort(item.created_at)} 接报`)
+        ),
+        h("td", {}, place(item)),
+        cell,
+        h("td", {}, handler(item)),
+        h("td", { className: "nowrap" }, notify(item))
+      );
+      tr.addEventListener("click", (event) => {
+        if (event.target.closest("a")) return;
+        location.href = href;
+      });
+      if (known && !known.has(item.id)) tr.classList.add("flash");
+      fresh.add(item.id);
+      rows.push({ item, tr, cell, deadline: JMT.deadline(item, fetchedAt) });
+      body.appendChild(tr);
+    }
+    known = fresh;
+    tick();
+    $("queue-empty").hidden = items.length > 0;
+    $("queue-empty").textContent = status === "closed" ? "暂无已办结案件。" : "暂无待办案件。";
+    const urgent = items.filter((i) => i.priority === "urgent").length;
+    const overdue = items.filter((i) => i.overdue).length;
+    const open = items.filter((i) => i.status === "open").length;
+    $("queue-stats").textContent =
+      status === "closed"
+        ? `共 ${items.length} 件`
+        : `共 ${items.length} 件 · 待认领 ${open} · 紧急 ${urgent} · 超时 ${overdue}`;
+    document.title = (open && status !== "closed" ? `(${open}) ` : "") + "待办队列 · 镇海警民通";
+  }
+
+  async function load() {
+    if (loading) {
+      again = true;
+      return;
+    }
+    loading = true;
+    try {
+      const fetchedAt = Date.now();
+      const items = await api("/api/cases?status=" + encodeURIComponent(status));
+      showError($("queue-error"), "");
+      render(items, fetchedAt);
+    } catch (e) {
+      if (e.status !== 401) showError($("queue-error"), "案件列表加载失败：" + e.message);
+    } finally {
+      loading = false;
+      if (again) {
+        again = false;
+        load();
+      }
+    }
+  }
+
+  for (const tab of document.querySelectorAll(".tab[data-status]")) {
+    tab.addEventListener("click", () => {
+      status = tab.dataset.status;
+      for (const t of document.querySelectorAll(".tab[data-status]")) {
+        t.classList.toggle("active", t === tab);
+      }
+      known = null;
+      load();
+    });
+  }
+
+  const refresh = JMT.debounce(load, 250);
+  JMT.live({ case: refresh, message: refresh });
+  setInterval(tick, 1000);
+  setInterval(load, 60000); // a safety net should an event be missed
+  load();
+})();

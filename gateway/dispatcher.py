@@ -1,0 +1,200 @@
+"""Background work for officers: route and announce new cases, run the ticket loop.
+
+Cases are created by the action server (bot hand-offs) and by the gateway (bot down,
+tickets coming back). Each pass finds cases nobody has announced yet, routes them to an
+officer (and the duty commander where needed) and notifies them through DingTalk; sends
+pending tickets to the governance platform; and brings overdue tickets back to officers.
+Items are claimed with conditional UPDATEs, so several gateway workers never double up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from casework import db, routing, tickets
+from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
+from casework.handling import officer_name
+from casework.models import Case, Ticket, User, utcnow
+from integrations.governance import GovernanceClient, GovernanceError
+from integrations.notify import Notification, Notifier, NotifyError
+
+logger = logging.getLogger(__name__)
+PRIORITY_LABELS = {"urgent": "紧急", "high": "高", "normal": "普通", "low": "低"}
+
+
+@dataclass(frozen=True)
+class Announcement:
+    case_id: int
+    notification: Notification
+
+
+def _minutes(priority: str) -> int:
+    return int(RESPONSE_TARGETS[priority].total_seconds() // 60)
+
+
+def build_notification(
+    case: Case, assignee_names: list[str], mobiles: list[str], console_url: str
+) -> Notification:
+    urgent = case.priority == "urgent"
+    label = CATEGORY_LABELS.get(case.category, case.category)
+    title = f"{'【紧急】' if urgent else ''}{label}案件 #{case.id}"
+    place = "".join(p for p in (case.street, case.community) if p) or (case.location or "未定位")
+    lines = [
+        f"### {title}",
+        f"- 优先级：{PRIORITY_LABELS[case.priority]}（{_minutes(case.priority)} 分钟内首次回复）",
+        f"- 地点：{place}",
+        f"- 承办：{'、'.join(assignee_names) or '待指派'}",
+        f"- 摘要：{case.summary[:200]}",
+        f"[打开案件]({console_url}/console/cases/{case.id})",
+    ]
+    if urgent and mobiles:
+        lines.append(" ".join(f"@{m}" for m in mobiles))
+    return Notification(
+        case_id=case.id,
+        title=title,
+        text="\n".join(lines),
+        url=f"{console_url}/console/cases/{case.id}",
+        urgent=urgent,
+        mobiles=tuple(mobiles) if urgent else (),
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        database_url: str | None,
+        notifier: Notifier | None,
+        governance: GovernanceClient | None,
+        console_url: str,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.database_url = database_url
+        self.notifier = notifier
+        self.governance = governance
+        self.console_url = console_url.rstrip("/")
+        self.poll_seconds = poll_seconds
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # keep dispatching; the next pass retries
+                logger.exception("dispatcher pass failed")
+            await asyncio.sleep(self.poll_seconds)
+
+    async def run_once(self) -> None:
+        for announcement in await asyncio.to_thread(self._route_new_cases):
+            await self._announce(announcement)
+        await self._send_tickets()
+        await asyncio.to_thread(self._return_overdue_tickets)
+
+    # ---------------------------------------------------------------- cases
+
+    def _route_new_cases(self) -> list[Announcement]:
+        announcements = []
+        with db.session_scope(self.database_url) as session:
+            fresh = session.execute(
+                select(Case.id).where(Case.notify_status.is_(None), Case.status != "closed")
+            ).scalars()
+            for case_id in list(fresh):
+                claimed = session.execute(
+                    update(Case)
+                    .where(Case.id == case_id, Case.notify_status.is_(None))
+                    .values(notify_status="pending")
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if claimed != 1:
+                    continue  # another worker has it
+                case = session.get(Case, case_id)
+                assert case is not None
+                session.refresh(case)
+                commander = None
+                if case.assigned_to_id is None:  # new, or transferred to a desk
+                    commander = routing.apply(session=session, case=case).commander
+                elif case.due_at is None:
+                    case.due_at = case.created_at + RESPONSE_TARGETS[case.priority]
+                assignee = session.get(User, case.assigned_to_id) if case.assigned_to_id else None
+                people = [p for p in dict.fromkeys((assignee, commander)) if p is not None]
+                names = [officer_name(p) for p in people if p is not None]
+                mobiles = [p.mobile for p in people if p is not None and p.mobile]
+                logger.info("case %s → %s", case.id, ", ".join(names) or "nobody (no officers)")
+                if self.notifier is None:
+                    case.notify_status, case.notify_error = "failed", "DINGTALK_WEBHOOK_URL 未配置"
+                    continue
+                announcements.append(
+                    Announcement(
+                        case.id, build_notification(case, names, mobiles, self.console_url)
+                    )
+                )
+        return announcements
+
+    async def _announce(self, announcement: Announcement) -> None:
+        assert self.notifier is not None
+        error: str | None = None
+        try:
+            await asyncio.to_thread(self.notifier.send, announcement.notification)
+        except NotifyError as failure:
+            error = str(failure) or type(failure).__name__
+            logger.error("notification for case %s failed: %s", announcement.case_id, error)
+        with db.session_scope(self.database_url) as session:
+            case = session.get(Case, announcement.case_id)
+            if case is not None:
+                case.notify_status = "failed" if error else "sent"
+                case.notify_error = error
+
+    # ---------------------------------------------------------------- tickets
+
+    async def _send_tickets(self) -> None:
+        if self.governance is None:
+            return
+        pending = await asyncio.to_thread(self._pending_tickets)
+        for ticket_id, body in pending:
+            try:
+                await asyncio.to_thread(self.governance.send_ticket, body)
+                error, permanent = None, False
+            except GovernanceError as failure:
+                error, permanent = str(failure), failure.permanent
+            await asyncio.to_thread(self._ticket_sent, ticket_id, error, permanent)
+
+    def _pending_tickets(self) -> list[tuple[int, dict]]:
+        with db.session_scope(self.database_url) as session:
+            return [(t.id, tickets.payload(t)) for t in tickets.due_for_sending(session=session)]
+
+    def _ticket_sent(self, ticket_id: int, error: str | None, permanent: bool) -> None:
+        with db.session_scope(self.database_url) as session:
+            ticket = session.get(Ticket, ticket_id)
+            if ticket is None:
+                return
+            ticket.send_attempts += 1
+            if error is None:
+                ticket.status, ticket.sent_at, ticket.send_error = "sent", utcnow(), None
+                return
+            ticket.send_error = error
+            logger.error(
+                "ticket %s not sent (attempt %d): %s", ticket_id, ticket.send_attempts, error
+            )
+            if permanent or ticket.send_attempts >= 10:
+                ticket.status = "failed"
+                tickets.back_to_officers(session, ticket, "ticket_not_sent", "工单无法送达治理平台")
+
+    def _return_overdue_tickets(self) -> None:
+        with db.session_scope(self.database_url) as session:
+            for ticket_id in tickets.return_overdue(session=session):
+                logger.warning("ticket %s overdue: back to officers", ticket_id)

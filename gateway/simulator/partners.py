@@ -1,0 +1,429 @@
+"""SIMULATED partner servers for development and tests: a DingTalk robot and the
+governance platform (区级治理指挥中心 / 街道综治). Nothing here talks to DingTalk or to a
+real platform; the real adapters are `integrations/notify.py` and
+`integrations/governance.py`, and development's `DINGTALK_WEBHOOK_URL` and
+`GOVERNANCE_WEBHOOK_URL` point here.
+
+- `POST /simulator/dingtalk/robot/send?access_token=&timestamp=&sign=`: a custom robot
+  with 加签, checked against `DINGTALK_SECRET` (and the timestamp within an hour, as
+  DingTalk does); answers `{"errcode": 0, "errmsg": "ok"}` or errcode 310000 / 300001.
+- `GET /simulator/api/dingtalk`: the robot messages received.
+- `POST /simulator/governance/tickets`: the platform's intake, checking `X-JMT-Signature`
+  against `GOVERNANCE_SECRET` (403 when wrong or stale); answers
+  `{"ok": true, "platform_id": "GOV-<n>"}`. A ticket sent again (same `ticket_id` or
+  `id` in the body) gets the same platform id, as after a client-side timeout.
+- `GET /simulator/api/governance`: the tickets received.
+- `POST /simulator/api/governance/{ticket_id}/status` `{"status", "note"}`: plays the
+  platform calling back — a signed `POST /api/tickets/{ticket_id}/status` to this app.
+
+The signatures are computed here independently of the adapters, so a mistake in an
+adapter shows up as a refusal. Tests fail the next calls on demand::
+
+    app.state.dingtalk_standin.fail_next(errcode=130101)     # send too fast (transient)
+    app.state.dingtalk_standin.fail_next(http_status=502)    # a proxy error
+    app.state.governance_standin.fail_next(http_status=503)  # platform down
+    app.state.governance_standin.fail_next(delay=2.0)        # answers late, still records
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+router = APIRouter(prefix="/simulator", tags=["simulator"], include_in_schema=False)
+
+GOVERNANCE_PLATFORM = "http://governance-platform"
+DINGTALK_MAX_SKEW_MS = 3600 * 1000  # DingTalk refuses timestamps more than an hour off
+GOVERNANCE_MAX_SKEW = 300  # seconds, as docs/console-api.md specifies for both directions
+DINGTALK_ERRMSGS = {
+    130101: "send too fast, exceed 20 times per minute",
+    300001: "token is not exist",
+    310000: "sign not match",
+    40035: "missing parameter json",
+    -1: "system busy",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What the next call answers instead of success: an errcode (HTTP 200, DingTalk
+    only), an HTTP error status, or a delay before the normal answer."""
+
+    errcode: int | None = None
+    http_status: int | None = None
+    delay: float | None = None
+    errmsg: str | None = None
+
+
+class _Failures:
+    """A thread-safe queue of programmed failures (tests poke it while the app runs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Failure] = deque()
+
+    def push(self, failure: Failure, times: int) -> None:
+        with self._lock:
+            self._queue.extend([failure] * times)
+
+    def pop(self) -> Failure | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+
+def _one_of(**values: Any) -> None:
+    if sum(value is not None for value in values.values()) != 1:
+        raise ValueError("give exactly one of " + ", ".join(values))
+
+
+async def _wait(failure: Failure | None) -> Failure | None:
+    """Sleep for a delay-only failure (then answer normally); other failures are returned."""
+    if failure is not None and failure.delay is not None:
+        await asyncio.sleep(failure.delay)
+        return None
+    return failure
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+
+
+# ---------------------------------------------------------------------- DingTalk
+
+
+def dingtalk_signature(secret: str, timestamp: str) -> str:
+    """The base64 signature DingTalk expects (before URL encoding)."""
+    digest = hmac.new(
+        secret.encode("utf-8"), f"{timestamp}\n{secret}".encode(), hashlib.sha256
+    ).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+@dataclass(frozen=True)
+class RobotMessage:
+    """One robot message as the stand-in received it."""
+
+    id: int
+    msgtype: str
+    title: str
+    text: str
+    at_mobiles: list[str]
+    is_at_all: bool
+    received_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DingTalkStandIn:
+    """SIMULATED DingTalk custom robot (自定义机器人) with 加签. Without a secret the
+    robot is taken to be secured another way (keywords) and signatures are not checked."""
+
+    def __init__(self, secret: str | None) -> None:
+        self.secret = secret
+        self.attempts = 0  # calls to the webhook, good or bad
+        self._lock = threading.Lock()
+        self._failures = _Failures()
+        self._messages: list[RobotMessage] = []
+
+    def fail_next(
+        self,
+        *,
+        errcode: int | None = None,
+        http_status: int | None = None,
+        delay: float | None = None,
+        errmsg: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Queue `times` failures for the next sends (after the token and sign checks)."""
+        _one_of(errcode=errcode, http_status=http_status, delay=delay)
+        self._failures.push(Failure(errcode, http_status, delay, errmsg), times)
+
+    @property
+    def pending_failures(self) -> int:
+        return len(self._failures)
+
+    def check(self, access_token: str, timestamp: str, sign: str, *, now: float) -> int | None:
+        """The errcode for a bad token or signature, None when the request may pass."""
+        with self._lock:
+            self.attempts += 1
+        if not access_token:
+            return 300001
+        if not self.secret:
+            return None
+        if not timestamp.isdigit() or abs(now * 1000 - int(timestamp)) > DINGTALK_MAX_SKEW_MS:
+            return 310000
+        expected = dingtalk_signature(self.secret, timestamp).encode("ascii")
+        return None if hmac.compare_digest(expected, sign.encode("utf-8", "replace")) else 310000
+
+    def next_failure(self) -> Failure | None:
+        return self._failures.pop()
+
+    def record(self, payload: Any) -> int | None:
+        """Record a well-formed markdown or text message; else DingTalk's errcode."""
+        if not isinstance(payload, dict):
+            return 40035
+        msgtype = payload.get("msgtype")
+        body = payload.get(msgtype) if isinstance(msgtype, str) else None
+        if msgtype not in ("markdown", "text") or not isinstance(body, dict):
+            return 40035
+        text = body.get("text" if msgtype == "markdown" else "content")
+        title = body.get("title", "") if msgtype == "markdown" else ""
+        if not isinstance(text, str) or not text or not isinstance(title, str):
+            return 40035
+        if msgtype == "markdown" and not title:
+            return 40035
+        at = payload.get("at")
+        if not isinstance(at, dict):
+            at = {}
+        mobiles = [str(m) for m in at.get("atMobiles") or [] if isinstance(m, (str, int))]
+        with self._lock:
+            self._messages.append(
+                RobotMessage(
+                    id=len(self._messages) + 1,
+                    msgtype=msgtype,
+                    title=title,
+                    text=text,
+                    at_mobiles=mobiles,
+                    is_at_all=bool(at.get("isAtAll")),
+                    received_at=time.time(),
+                )
+            )
+        return None
+
+    @property
+    def messages(self) -> list[RobotMessage]:
+        with self._lock:
+            return list(self._messages)
+
+
+def dingtalk_of(request: Request) -> DingTalkStandIn:
+    """The app's DingTalk stand-in, created on first use with the configured secret."""
+    state = request.app.state
+    standin = getattr(state, "dingtalk_standin", None)
+    if standin is None:
+        standin = DingTalkStandIn(getattr(state.settings, "dingtalk_secret", None))
+        state.dingtalk_standin = standin
+    return standin
+
+
+def _dingtalk_answer(errcode: int, errmsg: str | None = None) -> JSONResponse:
+    # DingTalk answers errors with HTTP 200 and an errcode.
+    return JSONResponse({"errcode": errcode, "errmsg": errmsg or DINGTALK_ERRMSGS.get(errcode)})
+
+
+@router.post("/dingtalk/robot/send")
+async def dingtalk_send(
+    request: Request, access_token: str = "", timestamp: str = "", sign: str = ""
+) -> Response:
+    standin = dingtalk_of(request)
+    code = standin.check(access_token, timestamp, sign, now=time.time())
+    if code is not None:
+        return _dingtalk_answer(code)
+    failure = await _wait(standin.next_failure())
+    if failure is not None and failure.http_status is not None:
+        return PlainTextResponse(_phrase(failure.http_status), status_code=failure.http_status)
+    if failure is not None and failure.errcode is not None:
+        return _dingtalk_answer(failure.errcode, failure.errmsg)
+    try:
+        payload: Any = json.loads(await request.body())
+    except ValueError:
+        payload = None
+    code = standin.record(payload)
+    if code is not None:
+        return _dingtalk_answer(code)
+    return _dingtalk_answer(0, "ok")
+
+
+@router.get("/api/dingtalk")
+async def dingtalk_messages(request: Request, after: int = Query(0, ge=0)) -> list[dict]:
+    return [m.as_dict() for m in dingtalk_of(request).messages if m.id > after]
+
+
+# ---------------------------------------------------------------------- governance platform
+
+
+def governance_signature(body: bytes, timestamp: str, secret: str) -> str:
+    """Hex HMAC-SHA256 over `timestamp + "." + body` (docs/console-api.md)."""
+    message = timestamp.encode("utf-8") + b"." + body
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class PlatformTicket:
+    """One ticket as the stand-in received it, and the statuses it called back."""
+
+    id: int
+    platform_id: str
+    payload: dict[str, Any]
+    received_at: float
+    times_received: int = 1
+    status: str = "received"
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class GovernanceStandIn:
+    """SIMULATED governance platform intake. Thread-safe: tests poke it while the app runs."""
+
+    def __init__(self, secret: str | None) -> None:
+        self.secret = secret
+        self.attempts = 0  # calls to the intake, good or bad
+        self._lock = threading.Lock()
+        self._failures = _Failures()
+        self._tickets: list[PlatformTicket] = []
+
+    def fail_next(
+        self, *, http_status: int | None = None, delay: float | None = None, times: int = 1
+    ) -> None:
+        """Queue `times` failures for the next tickets (after the signature check)."""
+        _one_of(http_status=http_status, delay=delay)
+        self._failures.push(Failure(http_status=http_status, delay=delay), times)
+
+    @property
+    def pending_failures(self) -> int:
+        return len(self._failures)
+
+    def next_failure(self) -> Failure | None:
+        return self._failures.pop()
+
+    def signature_ok(
+        self, body: bytes, timestamp: str | None, signature: str | None, *, now: float
+    ) -> bool:
+        with self._lock:
+            self.attempts += 1
+        if not self.secret or not timestamp or not signature or not timestamp.isdigit():
+            return False
+        if abs(now - int(timestamp)) > GOVERNANCE_MAX_SKEW:
+            return False
+        expected = governance_signature(body, timestamp, self.secret).encode("ascii")
+        return hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace"))
+
+    def record(self, payload: dict[str, Any]) -> PlatformTicket:
+        """Record the ticket; one sent again (same `ticket_id`/`id`) is the same ticket."""
+        key = payload.get("ticket_id", payload.get("id"))
+        with self._lock:
+            for ticket in self._tickets:
+                if key is not None and key == ticket.payload.get(
+                    "ticket_id", ticket.payload.get("id")
+                ):
+                    ticket.times_received += 1
+                    return ticket
+            number = len(self._tickets) + 1
+            ticket = PlatformTicket(number, f"GOV-{number}", payload, time.time())
+            self._tickets.append(ticket)
+            return ticket
+
+    def record_callback(self, ticket_id: int, status: str, note: str, http_status: int) -> None:
+        """Remember a status the platform sent back (and the app's answer)."""
+        with self._lock:
+            for ticket in self._tickets:
+                if ticket_id in (ticket.payload.get("ticket_id"), ticket.payload.get("id")):
+                    ticket.callbacks.append(
+                        {"status": status, "note": note, "http_status": http_status}
+                    )
+                    if 200 <= http_status < 300:
+                        ticket.status = status
+
+    @property
+    def tickets(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [t.as_dict() for t in self._tickets]
+
+
+def governance_of(request: Request) -> GovernanceStandIn:
+    """The app's governance stand-in, created on first use with the configured secret."""
+    state = request.app.state
+    standin = getattr(state, "governance_standin", None)
+    if standin is None:
+        standin = GovernanceStandIn(getattr(state.settings, "governance_secret", None))
+        state.governance_standin = standin
+    return standin
+
+
+@router.post("/governance/tickets")
+async def governance_intake(request: Request) -> Response:
+    standin = governance_of(request)
+    body = await request.body()
+    headers = request.headers
+    if not standin.signature_ok(
+        body, headers.get("X-JMT-Timestamp"), headers.get("X-JMT-Signature"), now=time.time()
+    ):
+        return JSONResponse({"ok": False, "error": "bad or stale signature"}, status_code=403)
+    failure = await _wait(standin.next_failure())
+    if failure is not None and failure.http_status is not None:
+        return PlainTextResponse(_phrase(failure.http_status), status_code=failure.http_status)
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        return JSONResponse({"ok": False, "error": "body is not a JSON object"}, status_code=400)
+    ticket = standin.record(payload)
+    return JSONResponse({"ok": True, "platform_id": ticket.platform_id})
+
+
+@router.get("/api/governance")
+async def governance_tickets(request: Request) -> list[dict[str, Any]]:
+    return governance_of(request).tickets
+
+
+class StatusCallback(BaseModel):
+    status: str = Field(..., max_length=32)  # not checked here: the app answers 422
+    note: str = Field("", max_length=2000)
+
+
+@router.post("/api/governance/{ticket_id}/status")
+async def governance_callback(
+    ticket_id: int, callback: StatusCallback, request: Request
+) -> dict[str, Any]:
+    """Send this app what the platform would when a ticket's status changes."""
+    secret = getattr(request.app.state.settings, "governance_secret", None)
+    if not secret:
+        raise HTTPException(409, "GOVERNANCE_SECRET is not set: the platform cannot sign")
+    body = json.dumps(
+        {"status": callback.status, "note": callback.note}, ensure_ascii=False
+    ).encode("utf-8")
+    timestamp = str(int(time.time()))
+    headers = {
+        "X-JMT-Timestamp": timestamp,
+        "X-JMT-Signature": governance_signature(body, timestamp, secret),
+        "Content-Type": "application/json",
+        "User-Agent": "simulated governance platform",
+    }
+    transport = httpx.ASGITransport(app=request.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=GOVERNANCE_PLATFORM) as client:
+        answer = await client.post(
+            f"/api/tickets/{ticket_id}/status", content=body, headers=headers
+        )
+    try:
+        reply: Any = answer.json()
+    except ValueError:
+        reply = answer.text
+    governance_of(request).record_callback(
+        ticket_id, callback.status, callback.note, answer.status_code
+    )
+    return {"status": answer.status_code, "body": reply}

@@ -1,0 +1,1 @@
+"""Browser tests of the officer console (headless Chromium, see conftest.py)."""

@@ -1,0 +1,350 @@
+"""The governance platform: signatures both ways, `GovernanceClient` against the
+simulator's platform stand-in served over real HTTP (uvicorn on a free local port), and
+the stand-in's status callback to the app (received here by a test-only route)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+import requests
+import uvicorn
+from fastapi import FastAPI, Request
+
+from gateway.simulator import partners
+from integrations import governance
+from integrations.governance import (
+    GovernanceClient,
+    GovernanceError,
+    client_from_settings,
+    sign,
+    signed_headers,
+    verify,
+)
+
+SECRET = "gov-test-secret"
+BODY = '{"id":7,"summary":"楼上噪音"}'.encode()
+TIMESTAMP = "1764324000"
+SIGNATURE = "e680376454966833f5dbb464c304c7bd1160ca62269e6464f614550b9bd33e25"
+TICKET = {
+    "id": 7,
+    "kind": "noise",
+    "summary": "楼上每天深夜装修噪音",
+    "street": "骆驼街道",
+    "community": "万景社区",
+    "location": "浙江省宁波市镇海区骆驼街道万景社区3幢",
+}
+
+
+class LiveServer:
+    """An app served by uvicorn in a background thread, on a socket we bound ourselves."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def _settings() -> SimpleNamespace:
+    return SimpleNamespace(dingtalk_secret="unused", governance_secret=SECRET)
+
+
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    """The partners router, plus a test-only stand-in for the app's callback route."""
+    app = FastAPI()
+    app.include_router(partners.router)
+    app.state.settings = _settings()
+    app.state.callbacks = []
+
+    @app.post("/api/tickets/{ticket_id}/status")
+    async def status(ticket_id: int, request: Request) -> dict:
+        body = await request.body()
+        ok = verify(
+            body,
+            request.headers.get("X-JMT-Timestamp"),
+            request.headers.get("X-JMT-Signature"),
+            request.app.state.settings.governance_secret,
+        )
+        request.app.state.callbacks.append((ticket_id, ok, json.loads(body)))
+        return {"ticket_id": ticket_id, "verified": ok}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def live(app) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server
+
+
+@pytest.fixture
+def standin(app, live) -> partners.GovernanceStandIn:
+    """A fresh stand-in (and callback log) for each test."""
+    app.state.settings = _settings()
+    app.state.callbacks = []
+    app.state.governance_standin = partners.GovernanceStandIn(SECRET)
+    return app.state.governance_standin
+
+
+def intake(live: LiveServer) -> str:
+    return f"{live.url}/simulator/governance/tickets"
+
+
+# ---------------------------------------------------------------------- signatures
+
+
+def test_sign_is_hex_hmac_over_timestamp_dot_body():
+    by_hand = hmac.new(SECRET.encode(), TIMESTAMP.encode() + b"." + BODY, hashlib.sha256)
+    assert sign(BODY, TIMESTAMP, SECRET) == by_hand.hexdigest()
+    assert sign(BODY, TIMESTAMP, SECRET) == SIGNATURE
+    assert sign(BODY, "1764324001", SECRET) != SIGNATURE
+    assert sign(BODY + b" ", TIMESTAMP, SECRET) != SIGNATURE
+
+
+def test_verify_accepts_a_good_signature_within_the_window():
+    now = float(TIMESTAMP)
+    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now) is True
+    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now + 300) is True
+    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now - 300) is True
+    assert verify(BODY, TIMESTAMP, SIGNATURE.upper(), SECRET, now=now) is True
+
+
+@pytest.mark.parametrize(
+    "body, timestamp, signature, secret",
+    [
+        (BODY, TIMESTAMP, SIGNATURE[:-1] + "0", SECRET),  # wrong signature
+        (BODY, TIMESTAMP, SIGNATURE, "another-secret"),  # wrong secret
+        (BODY.replace(b"7", b"8"), TIMESTAMP, SIGNATURE, SECRET),  # tampered body
+        (BODY, "1764324001", SIGNATURE, SECRET),  # another timestamp
+        (BODY, None, SIGNATURE, SECRET),  # missing timestamp
+        (BODY, "", SIGNATURE, SECRET),
+        (BODY, TIMESTAMP, None, SECRET),  # missing signature
+        (BODY, TIMESTAMP, "", SECRET),
+        (BODY, "abc", SIGNATURE, SECRET),  # garbled timestamps
+        (BODY, "1764324000.0", SIGNATURE, SECRET),
+        (BODY, "-1764324000", SIGNATURE, SECRET),
+        (BODY, TIMESTAMP, "签名" + SIGNATURE[2:], SECRET),  # garbled signature
+        (BODY, TIMESTAMP, SIGNATURE[:32], SECRET),
+        (BODY, TIMESTAMP, SIGNATURE, ""),  # no secret verifies nothing
+    ],
+)
+def test_verify_refuses(body, timestamp, signature, secret):
+    assert verify(body, timestamp, signature, secret, now=float(TIMESTAMP)) is False
+
+
+def test_verify_refuses_stale_and_future_timestamps():
+    now = float(TIMESTAMP)
+    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now + 301) is False
+    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now - 301) is False
+    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now + 60, max_skew=30) is False
+
+
+def test_verify_uses_the_clock_by_default():
+    timestamp = str(int(time.time()))
+    assert verify(BODY, timestamp, sign(BODY, timestamp, SECRET), SECRET) is True
+    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET) is False  # signed long ago
+
+
+def test_signed_headers():
+    headers = signed_headers(BODY, SECRET, now=float(TIMESTAMP))
+    assert headers == {
+        "X-JMT-Timestamp": TIMESTAMP,
+        "X-JMT-Signature": SIGNATURE,
+        "Content-Type": "application/json",
+    }
+
+
+# ---------------------------------------------------------------------- the client over HTTP
+
+
+def test_ticket_reaches_the_platform_signed_as_utf8_json(standin, live):
+    client = GovernanceClient(intake(live), SECRET)
+    sent: list[requests.PreparedRequest] = []
+    client.session.hooks["response"].append(lambda response, **_: sent.append(response.request))
+    answer = client.send_ticket(TICKET)
+    assert answer == {"ok": True, "platform_id": "GOV-1"}
+    [ticket] = standin.tickets
+    assert ticket["payload"] == TICKET
+    assert (ticket["platform_id"], ticket["status"], ticket["times_received"]) == (
+        "GOV-1",
+        "received",
+        1,
+    )
+    body = sent[0].body
+    assert isinstance(body, bytes)
+    assert "楼上每天深夜装修噪音" in body.decode("utf-8") and b"\\u" not in body
+    assert sent[0].headers["Content-Type"] == "application/json"
+    timestamp = str(sent[0].headers["X-JMT-Timestamp"])
+    assert abs(int(timestamp) - time.time()) < 60
+    assert sent[0].headers["X-JMT-Signature"] == sign(body, timestamp, SECRET)
+    listed = requests.get(f"{live.url}/simulator/api/governance", timeout=5).json()
+    assert [(t["id"], t["platform_id"], t["payload"]["summary"]) for t in listed] == [
+        (1, "GOV-1", "楼上每天深夜装修噪音")
+    ]
+
+
+def test_a_ticket_sent_again_is_the_same_platform_ticket(standin, live):
+    client = GovernanceClient(intake(live), SECRET)
+    first = client.send_ticket(TICKET)
+    again = client.send_ticket(TICKET)
+    other = client.send_ticket({**TICKET, "id": 8})
+    assert (first["platform_id"], again["platform_id"], other["platform_id"]) == (
+        "GOV-1",
+        "GOV-1",
+        "GOV-2",
+    )
+    assert [t["times_received"] for t in standin.tickets] == [2, 1]
+
+
+def test_server_errors_are_transient_and_a_later_send_succeeds(standin, live):
+    standin.fail_next(http_status=503)
+    client = GovernanceClient(intake(live), SECRET)
+    with pytest.raises(GovernanceError) as caught:
+        client.send_ticket(TICKET)
+    assert (caught.value.permanent, caught.value.status_code) == (False, 503)
+    assert str(caught.value) == "HTTP 503: Service Unavailable"
+    assert standin.tickets == []
+    assert client.send_ticket(TICKET) == {"ok": True, "platform_id": "GOV-1"}
+    assert standin.attempts == 2
+
+
+@pytest.mark.parametrize("status, permanent", [(400, True), (404, True), (429, False)])
+def test_client_errors_are_permanent_except_throttling(standin, live, status, permanent):
+    standin.fail_next(http_status=status)
+    with pytest.raises(GovernanceError) as caught:
+        GovernanceClient(intake(live), SECRET).send_ticket(TICKET)
+    assert (caught.value.permanent, caught.value.status_code) == (permanent, status)
+    assert standin.tickets == []
+
+
+def test_a_wrong_secret_is_refused_permanently(standin, live):
+    with pytest.raises(GovernanceError) as caught:
+        GovernanceClient(intake(live), "not-the-secret").send_ticket(TICKET)
+    assert (caught.value.permanent, caught.value.status_code) == (True, 403)
+    assert "bad or stale signature" in str(caught.value)
+    assert standin.tickets == []
+
+
+def test_unsigned_and_stale_requests_are_refused_by_the_standin(standin, live):
+    body = json.dumps(TICKET).encode()
+    unsigned = requests.post(intake(live), data=body, timeout=5)
+    stale = requests.post(intake(live), data=body, headers=signed_headers(body, SECRET, now=1e9))
+    assert (unsigned.status_code, stale.status_code) == (403, 403)
+    assert standin.tickets == []
+
+
+def test_timeouts_are_transient(standin, live):
+    standin.fail_next(delay=1.0)
+    client = GovernanceClient(intake(live), SECRET, timeout=0.3)
+    with pytest.raises(GovernanceError) as caught:
+        client.send_ticket(TICKET)
+    assert caught.value.permanent is False
+    assert str(caught.value) == "network: ReadTimeout"
+    deadline = time.monotonic() + 5
+    while not standin.tickets:  # the platform still takes it, late
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.send_ticket(TICKET) == {"ok": True, "platform_id": "GOV-1"}
+
+
+def test_refused_connections_are_transient():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connections are refused
+        with pytest.raises(GovernanceError) as caught:
+            GovernanceClient(f"http://127.0.0.1:{port}/tickets", SECRET).send_ticket(TICKET)
+    assert (caught.value.permanent, str(caught.value)) == (False, "network: ConnectionError")
+
+
+def test_client_from_settings():
+    url = "https://gov.example/api/tickets"
+    assert client_from_settings(SimpleNamespace(governance_webhook_url=None)) is None
+    missing_secret = SimpleNamespace(governance_webhook_url=url, governance_secret=None)
+    assert client_from_settings(missing_secret) is None
+    client = client_from_settings(
+        SimpleNamespace(governance_webhook_url=url, governance_secret="s")
+    )
+    assert isinstance(client, governance.GovernanceClient)
+    assert (client.webhook_url, client.secret, client.timeout) == (url, "s", 5.0)
+
+
+# ---------------------------------------------------------------------- the callback
+
+
+def test_the_platform_calls_back_with_a_valid_signature(app, standin, live):
+    GovernanceClient(intake(live), SECRET).send_ticket(TICKET)
+    answer = requests.post(
+        f"{live.url}/simulator/api/governance/7/status",
+        json={"status": "resolved", "note": "已协调物业，装修时间已调整"},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {"status": 200, "body": {"ticket_id": 7, "verified": True}}
+    assert app.state.callbacks == [
+        (7, True, {"status": "resolved", "note": "已协调物业，装修时间已调整"})
+    ]
+    [ticket] = standin.tickets
+    assert ticket["status"] == "resolved"
+    assert ticket["callbacks"] == [
+        {"status": "resolved", "note": "已协调物业，装修时间已调整", "http_status": 200}
+    ]
+
+
+def test_the_callback_reports_the_apps_answer_as_is(standin, live):
+    answer = requests.post(
+        f"{live.url}/simulator/api/governance/not-a-number/status",
+        json={"status": "resolved"},
+        timeout=5,
+    )
+    assert answer.status_code == 422  # the simulator's own validation
+    answer = requests.post(
+        f"{live.url}/simulator/api/governance/99/status", json={"status": "accepted"}, timeout=5
+    )
+    assert answer.json() == {"status": 200, "body": {"ticket_id": 99, "verified": True}}
+    assert standin.tickets == []  # unknown to the platform: nothing to update
+
+
+def test_the_callback_needs_a_secret(app, standin, live):
+    app.state.settings = SimpleNamespace(dingtalk_secret=None, governance_secret=None)
+    answer = requests.post(
+        f"{live.url}/simulator/api/governance/7/status", json={"status": "accepted"}, timeout=5
+    )
+    assert answer.status_code == 409
+    assert app.state.callbacks == []
+
+
+def test_the_callback_to_an_app_without_the_route_reports_404():
+    from fastapi.testclient import TestClient
+
+    bare = FastAPI()
+    bare.include_router(partners.router)
+    bare.state.settings = _settings()
+    with TestClient(bare) as client:
+        answer = client.post("/simulator/api/governance/7/status", json={"status": "accepted"})
+    assert answer.json() == {"status": 404, "body": {"detail": "Not Found"}}
