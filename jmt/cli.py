@@ -55,6 +55,22 @@ def add_user(args: argparse.Namespace) -> None:
         sys.exit(2)
 
 
+def load_demo() -> None:
+    from casework import demo
+    from casework.settings import get_settings
+
+    if not get_settings().development:
+        sys.stderr.write("jmt demo-data: refused outside JMT_ENV=development\n")
+        sys.exit(2)
+    db.migrate()
+    with db.session_scope() as session:
+        created = demo.load(session=session)
+    _print(
+        f"demo accounts: {len(created)} created, password {demo.DEMO_PASSWORD!r} "
+        "(commander, fanzha, fazhi, officer01 ... — see casework/demo.py)"
+    )
+
+
 def list_tickets() -> None:
     db.migrate()
     with db.session_scope() as session:
@@ -81,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--role", required=True, choices=accounts.ROLES)
     add.add_argument("--community")
     add.add_argument("--desk", choices=accounts.DESKS)
+    commands.add_parser("demo-data", help="load demo jurisdictions and accounts")
     commands.add_parser("train", help="train a model unless one matches the data")
     commands.add_parser("evaluate", help="evaluate the model on the held-out set")
     args, rest = parser.parse_known_args(argv)
@@ -96,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         list_tickets()
     elif args.command == "user":
         add_user(args)
+    elif args.command == "demo-data":
+        load_demo()
     elif args.command == "train":
         from jmt.train import main as train_main
 

@@ -87,6 +87,11 @@ def main() -> None:
     gateway_port = _port("GATEWAY_PORT", 8000)
     os.environ.setdefault("ACTION_ENDPOINT_URL", f"http://127.0.0.1:{actions_port}/webhook")
     db.migrate()  # the case store is ready before anything can hand off
+    if get_settings().development:
+        from casework import demo
+
+        with db.session_scope() as session:
+            demo.load(session=session)  # demo officers, so hand-offs have someone to go to
 
     children: list[subprocess.Popen] = []
     try:
@@ -115,7 +120,16 @@ def main() -> None:
         if get_settings().simulator_enabled:
             logger.info("  WeChat simulator (start here):     %s/simulator", base)
         logger.info("  WeChat callback URL:               %s/wechat", base)
+        logger.info("  Officer console:                   %s/console", base)
         logger.info("  API docs / health:                 %s/docs  %s/healthz", base, base)
+        if get_settings().development:
+            from casework import demo
+
+            logger.info(
+                "  demo accounts (password %s): commander, fanzha (反诈), "
+                "fazhi (法制), officer01 ... (community officers)",
+                demo.DEMO_PASSWORD,
+            )
         logger.info("  Rasa (NLU + dialogue, triage API): http://127.0.0.1:%s", rasa_port)
         logger.info(
             '    try: curl -s localhost:%s/model/parse -d \'{"text":"我被刷单骗了两万"}\'',

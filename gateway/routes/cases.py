@@ -72,13 +72,13 @@ def case_summary(session: Any, case: Case) -> dict[str, Any]:
         "seconds_left": seconds_left, "overdue": seconds_left is not None and seconds_left < 0,
         "notify_status": case.notify_status, "notify_error": case.notify_error,
         "rating": case.rating, "resolution": case.resolution,
-    }  # fmt: skip
+    }
 
 
 def _queue_order(summary: dict[str, Any]) -> tuple:
     left = summary["seconds_left"]
     return (PRIORITIES.index(summary["priority"]), left if left is not None else 10**9,
-            summary["id"])  # fmt: skip
+            summary["id"])
 
 
 def case_detail(session: Any, case: Case) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def case_detail(session: Any, case: Case) -> dict[str, Any]:
     history = session.execute(
         select(Case).where(Case.sender_id == case.sender_id, Case.id != case.id)
         .order_by(Case.id.desc())
-    ).scalars()  # fmt: skip
+    ).scalars()
     tickets = session.execute(
         select(Ticket).where((Ticket.case_id == case.id) | (Ticket.sender_id == case.sender_id))
     ).scalars()
@@ -120,7 +120,7 @@ def case_detail(session: Any, case: Case) -> dict[str, Any]:
             for c in history
         ],
         "tickets": [ticket_public(t) for t in tickets],
-    }  # fmt: skip
+    }
 
 
 def _fail(error: Exception) -> HTTPException:
@@ -167,7 +167,7 @@ def claim(case_id: int, user: OfficerUser, session: SessionDep) -> dict:
 
 @router.post("/cases/{case_id}/reply")
 def reply(case_id: int, body: ReplyIn, user: OfficerUser, session: SessionDep,
-          request: Request) -> dict:  # fmt: skip
+          request: Request) -> dict:
     _case(session, user, case_id)
     try:
         sent = handling.reply(session=session, user=user, case_id=case_id, text=body.text)
@@ -186,7 +186,7 @@ def add_note(case_id: int, body: NoteIn, user: OfficerUser, session: SessionDep)
     except CaseError as error:
         raise _fail(error) from error
     return {"id": note.id, "author": handling.officer_name(user), "text": note.text,
-            "created_at": _aware(note.created_at)}  # fmt: skip
+            "created_at": _aware(note.created_at)}
 
 
 @router.post("/cases/{case_id}/transfer")
@@ -194,7 +194,7 @@ def transfer(case_id: int, body: TransferIn, user: OfficerUser, session: Session
     _case(session, user, case_id)
     try:
         case = handling.transfer(session=session, user=user, case_id=case_id, desk=body.desk,
-                                 officer_id=body.officer_id)  # fmt: skip
+                                 officer_id=body.officer_id)
     except (handling.Conflict, CaseError) as error:
         raise _fail(error) from error
     return case_summary(session, case)
@@ -202,11 +202,11 @@ def transfer(case_id: int, body: TransferIn, user: OfficerUser, session: Session
 
 @router.post("/cases/{case_id}/divert")
 def divert(case_id: int, body: DivertIn, user: OfficerUser, session: SessionDep,
-           request: Request) -> dict:  # fmt: skip
+           request: Request) -> dict:
     _case(session, user, case_id)
     try:
         ticket_id = handling.divert(session=session, user=user, case_id=case_id, kind=body.kind,
-                                    note=body.note)  # fmt: skip
+                                    note=body.note)
     except (handling.Conflict, CaseError) as error:
         raise _fail(error) from error
     session.commit()
@@ -216,11 +216,11 @@ def divert(case_id: int, body: DivertIn, user: OfficerUser, session: SessionDep,
 
 @router.post("/cases/{case_id}/close")
 async def close(case_id: int, body: CloseIn, user: OfficerUser, session: SessionDep,
-                request: Request) -> dict:  # fmt: skip
+                request: Request) -> dict:
     _case(session, user, case_id)
     try:
         case = handling.close(session=session, user=user, case_id=case_id,
-                              resolution=body.resolution)  # fmt: skip
+                              resolution=body.resolution)
     except (handling.Conflict, CaseError) as error:
         raise _fail(error) from error
     session.commit()
@@ -232,11 +232,11 @@ async def close(case_id: int, body: CloseIn, user: OfficerUser, session: Session
 
 @router.post("/cases/{case_id}/category")
 def correct_category(case_id: int, body: CategoryIn, user: OfficerUser,
-                     session: SessionDep) -> dict:  # fmt: skip
+                     session: SessionDep) -> dict:
     _case(session, user, case_id)
     try:
         case = handling.correct_category(session=session, user=user, case_id=case_id,
-                                         category=body.category)  # fmt: skip
+                                         category=body.category)
     except CaseError as error:
         raise _fail(error) from error
     return case_summary(session, case)
@@ -264,9 +264,9 @@ def officers(user: OfficerUser, session: SessionDep) -> list[dict]:
     people = session.execute(
         select(User).where(User.active.is_(True), User.role.in_(("officer", "commander")))
         .order_by(User.id)
-    ).scalars()  # fmt: skip
+    ).scalars()
     return [{"id": u.id, "name": handling.officer_name(u), "role": u.role, "desk": u.desk,
-             "community": u.community} for u in people]  # fmt: skip
+             "community": u.community} for u in people]
 
 
 def wake_outbox(request: Request) -> None:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from casework import db
+from casework import db, demo
 from casework.models import Case, Ticket
 from jmt import paths
 from jmt.train import data_hash, model_path
@@ -75,6 +75,9 @@ def bot(tmp_path_factory) -> Iterator[dict]:
         "JMT_SIMULATOR",
     ):
         env.pop(name, None)  # development defaults: the simulator's WeChat stand-in
+    db.migrate(database)
+    with db.session_scope(database) as session:
+        demo.load(session=session)  # officers to route hand-offs to
     rasa = str(Path(sys.executable).with_name("rasa"))
     logs = tmp_path_factory.mktemp("logs")
     actions = subprocess.Popen(
@@ -276,3 +279,75 @@ def test_a_retried_message_is_answered_once(bot):
             )
         ).scalars()
         assert len(list(stored)) == 1
+
+
+# ------------------------------------------------------------------ officers take over
+
+
+def get_json(url: str, headers: dict | None = None) -> object:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return json.loads(reply.read())
+
+
+def post_json(url: str, body: dict, headers: dict) -> tuple[int, object]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {**headers, "Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return reply.status, json.loads(reply.read())
+
+
+def wait_until(check, timeout: float = 20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting")
+
+
+def test_money_gone_fraud_reaches_the_antifraud_desk_and_the_officer_answers_in_wechat(bot):
+    gateway = bot["gateway"]
+    openid = f"o-e2e-{uuid.uuid4().hex[:8]}"
+    wechat_post(bot, text_xml(openid, "我被骗了，刚转了两万块给一个刷单的"))
+    wechat_post(bot, text_xml(openid, "他的卡号是6222021234567890123"))
+    [case] = cases(bot, openid)
+    assert (case.priority, case.desk, case.details["amount_yuan"]) == ("urgent", "反诈", 20000)
+
+    # the DingTalk stand-in receives the notification for the 反诈 desk
+    notices = wait_until(
+        lambda: [
+            m for m in get_json(f"{gateway}/simulator/api/dingtalk") if f"#{case.id}" in m["title"]
+        ]
+    )
+    assert "【紧急】" in notices[0]["title"] and "反诈民警" in notices[0]["text"]
+
+    # the officer signs in, claims and replies; the reply reaches WeChat through the outbox
+    login = urllib.request.Request(
+        f"{gateway}/api/auth/token",
+        f"username=fanzha&password={demo.DEMO_PASSWORD}".encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(login, timeout=30) as reply:
+        headers = {"Authorization": "Bearer " + json.loads(reply.read())["access_token"]}
+    queue = get_json(f"{gateway}/api/cases", headers)
+    assert [c["id"] for c in queue] == [case.id]
+    post_json(f"{gateway}/api/cases/{case.id}/claim", {}, headers)
+    post_json(
+        f"{gateway}/api/cases/{case.id}/reply",
+        {"text": "您好，我是反诈民警，已联系银行紧急止付。"},
+        headers,
+    )
+    inbox = f"{gateway}/simulator/api/inbox?openid={openid}"
+    wait_until(lambda: any("已联系银行紧急止付" in m["content"] for m in get_json(inbox)))
+
+    # closing hands the conversation back to the bot and brings the rating question
+    post_json(f"{gateway}/api/cases/{case.id}/close", {"resolution": "已止付"}, headers)
+    wait_until(lambda: any("打分" in m["content"] for m in get_json(inbox)))
+    status, thanks = wechat_post(bot, text_xml(openid, "5"))
+    assert thanks.startswith("感谢您的评价")
+    assert cases(bot, openid)[0].rating == 5
+    status, answer = wechat_post(bot, text_xml(openid, "护照怎么办理"))
+    assert answer == response("utter_faq/passport")  # the bot is back

@@ -469,3 +469,17 @@ def test_a_number_given_after_the_contact_question_is_still_kept(sqlite_url):
         SlotSet("scammer_contact", "02112345678"),
         SlotSet("requested_slot", "wants_officer"),
     ]
+
+
+def test_a_second_noise_report_at_the_same_place_is_linked_to_the_open_ticket(sqlite_url):
+    slots = {"location": "骆驼街道万景社区3幢", "noise_source": "装修", "noise_ongoing": True}
+    first_events, first_said = run(ActionSubmitNoise(), tracker("是", sender_id="r1", slots=slots))
+    second_events, second_said = run(
+        ActionSubmitNoise(), tracker("是", sender_id="r2", slots=slots)
+    )
+    assert (first_said, second_said) == (["utter_noise_ticket"], ["utter_ticket_linked"])
+    assert first_events[-1] == second_events[-1] == SlotSet("ticket_id", 1)
+    assert [(t.id, t.status, t.linked_to_id) for t in all_tickets()] == [
+        (1, "pending", None),
+        (2, "linked", 1),
+    ]

@@ -62,28 +62,82 @@ def _cases(session, users: dict[str, User]) -> None:
     session.add_all(
         [
             # urgent: 3.6 min (timely), 14 min (late: target 5 min)
-            _case("o-1", "fraud_suspicion", "urgent", at(1, 10), reply=3.6, community="万景社区",
-                  claimed_by_id=zhang, closed_at=closed, rating=5, rating_requested_at=closed),
-            _case("o-2", "emergency", "urgent", at(2, 9), reply=14, community="万景社区",
-                  claimed_by_id=zhang, closed_at=closed, rating=2, rating_requested_at=closed),
+            _case(
+                "o-1",
+                "fraud_suspicion",
+                "urgent",
+                at(1, 10),
+                reply=3.6,
+                community="万景社区",
+                claimed_by_id=zhang,
+                closed_at=closed,
+                rating=5,
+                rating_requested_at=closed,
+            ),
+            _case(
+                "o-2",
+                "emergency",
+                "urgent",
+                at(2, 9),
+                reply=14,
+                community="万景社区",
+                claimed_by_id=zhang,
+                closed_at=closed,
+                rating=2,
+                rating_requested_at=closed,
+            ),
             # high: 20 min (timely: target 30 min); asked for a rating, none given
-            _case("o-3", "legal_help", "high", at(2, 12), reply=20, claimed_by_id=li,
-                  closed_at=closed, rating_requested_at=closed),
+            _case(
+                "o-3",
+                "legal_help",
+                "high",
+                at(2, 12),
+                reply=20,
+                claimed_by_id=li,
+                closed_at=closed,
+                rating_requested_at=closed,
+            ),
             # normal: 150 min (late: target 2 h); 60 min (timely); unanswered, not yet due
-            _case("o-4", "noise_complaint", "normal", at(3, 8), reply=150, community="骆驼社区",
-                  claimed_by_id=li, closed_at=closed, rating=4, rating_requested_at=closed),
+            _case(
+                "o-4",
+                "noise_complaint",
+                "normal",
+                at(3, 8),
+                reply=150,
+                community="骆驼社区",
+                claimed_by_id=li,
+                closed_at=closed,
+                rating=4,
+                rating_requested_at=closed,
+            ),
             _case("o-5", "dog_complaint", "normal", at(7, 23), community="骆驼社区"),
-            _case("o-7", "noise_complaint", "normal", at(5, 10), reply=60, community="万景社区",
-                  claimed_by_id=zhang),
+            _case(
+                "o-7",
+                "noise_complaint",
+                "normal",
+                at(5, 10),
+                reply=60,
+                community="万景社区",
+                claimed_by_id=zhang,
+            ),
             # low: unanswered and past its 24 h target
             _case("o-6", "other", "low", at(4)),
             # outside the window: before it (still open / closed before it) and at its end
             _case("o-old", "other", "normal", at(27, month=2), reply=1, claimed_by_id=li),
-            _case("o-closed", "faq", "normal", at(20, month=2), reply=1, claimed_by_id=li,
-                  closed_at=at(21, month=2), rating=1, rating_requested_at=at(21, month=2)),
+            _case(
+                "o-closed",
+                "faq",
+                "normal",
+                at(20, month=2),
+                reply=1,
+                claimed_by_id=li,
+                closed_at=at(21, month=2),
+                rating=1,
+                rating_requested_at=at(21, month=2),
+            ),
             _case("o-late", "faq", "urgent", UNTIL, community="万景社区"),
         ]
-    )  # fmt: skip
+    )
 
 
 def _conversation(session, openid: str, inbound: list[datetime], event: datetime | None = None):
