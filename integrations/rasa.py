@@ -61,11 +61,15 @@ class RasaClient:
         return ParseResult(intent.get("name"), intent.get("confidence"))
 
     async def resume(self, sender: str) -> bool:
-        """Un-pause the conversation in Rasa after an officer closes the case."""
+        """Give the conversation back to the bot after an officer closes the case: end any
+        intake the officer took over mid-way, and un-pause the conversation."""
+        events = [
+            {"event": "active_loop", "name": None},
+            {"event": "slot", "name": "requested_slot", "value": None},
+            {"event": "resume"},
+        ]
         try:
-            response = await self._http.post(
-                f"/conversations/{sender}/tracker/events", json={"event": "resume"}
-            )
+            response = await self._http.post(f"/conversations/{sender}/tracker/events", json=events)
             response.raise_for_status()
         except httpx.HTTPError as error:
             logger.error("could not resume %s's conversation in Rasa: %s", sender, error)

@@ -8,7 +8,9 @@
 
   const body = $("queue-body");
   let status = "active";
+  const FLASH_MS = 4000; // as long as the `flash` animation in console.css
   let known = null; // ids shown before the latest fetch; null before the first one
+  const arrived = new Map(); // id → when it first appeared (re-renders keep it flashing)
   let rows = []; // [{item, deadline, cell}] for the countdown ticker
   let loading = false;
   let again = false;
@@ -78,7 +80,14 @@
         if (event.target.closest("a")) return;
         location.href = href;
       });
-      if (known && !known.has(item.id)) tr.classList.add("flash");
+      if (known && !known.has(item.id)) arrived.set(item.id, Date.now());
+      const age = Date.now() - (arrived.get(item.id) || 0);
+      if (age < FLASH_MS) {
+        tr.classList.add("flash");
+        for (const td of tr.children) td.style.animationDelay = `-${age}ms`; // carry on
+      } else {
+        arrived.delete(item.id);
+      }
       fresh.add(item.id);
       rows.push({ item, tr, cell, deadline: JMT.deadline(item, fetchedAt) });
       body.appendChild(tr);
@@ -126,6 +135,7 @@
         t.classList.toggle("active", t === tab);
       }
       known = null;
+      arrived.clear();
       load();
     });
   }
