@@ -7,6 +7,8 @@ trainer and an admin. Every demo account has the password DEMO_PASSWORD: demo on
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,8 +27,8 @@ DESK_ACCOUNTS = {
 }
 
 
-def demo_accounts() -> list[dict]:
-    accounts = [
+def demo_accounts() -> list[dict[str, Any]]:
+    accounts: list[dict[str, Any]] = [
         {
             "username": "commander",
             "role": "commander",

@@ -178,6 +178,14 @@ def test_officer_takes_a_fraud_case_from_arrival_to_rating(gateway: Gateway, pag
     expect(page.locator("#queue-empty")).to_be_visible()
     page.click('.tab[data-status="closed"]')
     expect(page.locator(f'#queue-body tr[data-case-id="{case_id}"]')).to_contain_text("已办结")
+
+    # The officer's numbers: one urgent case, answered in time, rated 5.
+    page.click("nav >> text=数据统计")
+    expect(page.locator('.tile[data-metric="timely"] .value')).to_have_text("100.0%")
+    expect(page.locator('.tile[data-metric="satisfaction"] .value')).to_have_text("5.00 分")
+    expect(page.locator("#chart-priority svg rect")).to_have_count(4)
+    expect(page.locator("#table-officers")).to_contain_text("王警官")
+    shot(page, "07-metrics-after-case")
     assert page.js_errors == []
 
 
@@ -279,6 +287,9 @@ def test_divert_to_governance_then_tickets_and_metrics(gateway: Gateway, page: P
     page.locator("#divert-box summary").click()
     page.select_option("#divert-kind", "noise")
     page.fill("#divert-note", "请街道综治协调物业处理夜间装修")
+    page.locator("#transfer-box summary").click()
+    expect(page.locator("#transfer-target optgroup")).to_have_count(1)  # desks; no one else
+    shot(page, "05a-case-actions")
     page.locator("#divert-form button").click()
     expect(page.locator("#case-status")).to_have_text("已办结")
     expect(page.locator("#case-tickets")).to_contain_text("噪音")
