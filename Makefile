@@ -19,9 +19,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
 # A Python 3.10 interpreter: python3.10 on PATH, else pyenv's 3.10.x (Rasa 3.6 does not run on 3.11).
-PYTHON310 := $(shell command -v python3.10 2>/dev/null || \
-  (command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.10(\.|$$)' | sort -V -r); do \
-     p="$$(pyenv root)/versions/$$v/bin/python3.10"; [ -x "$$p" ] && echo "$$p" && break; done))
+PYTHON310 := $(shell scripts/find-python310)
 
 .PHONY: help
 help: ## List the targets

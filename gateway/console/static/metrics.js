@@ -88,7 +88,7 @@
   function vbars(box, rows, { percent = false, colors = null } = {}) {
     const present = rows.filter((r) => r.value !== null && r.value !== undefined);
     if (percent ? !present.length : !present.some((r) => r.value > 0)) return nothing(box);
-    const width = 420, height = 220, left = 36, right = 8, top = 12, bottom = 28;
+    const width = 420, height = 226, left = 36, right = 8, top = 18, bottom = 28;
     const max = percent ? 1 : niceMax(Math.max(...rows.map((r) => r.value || 0)));
     const plotW = width - left - right, plotH = height - top - bottom;
     const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
