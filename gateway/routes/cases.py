@@ -61,24 +61,38 @@ def case_summary(session: Any, case: Case) -> dict[str, Any]:
     waiting = case.first_reply_at is None and case.status != "closed"
     seconds_left = int((due - now).total_seconds()) if due and waiting else None
     return {
-        "id": case.id, "category": case.category,
+        "id": case.id,
+        "category": case.category,
         "category_label": CATEGORY_LABELS.get(case.category, case.category),
-        "priority": case.priority, "status": case.status, "reason": case.reason,
-        "desk": case.desk, "summary": case.summary, "street": case.street,
-        "community": case.community, "assigned_to": _person(session, case.assigned_to_id),
+        "priority": case.priority,
+        "status": case.status,
+        "reason": case.reason,
+        "desk": case.desk,
+        "summary": case.summary,
+        "street": case.street,
+        "community": case.community,
+        "assigned_to": _person(session, case.assigned_to_id),
         "claimed_by": _person(session, case.claimed_by_id),
-        "created_at": _aware(case.created_at), "due_at": due,
-        "first_reply_at": _aware(case.first_reply_at), "closed_at": _aware(case.closed_at),
-        "seconds_left": seconds_left, "overdue": seconds_left is not None and seconds_left < 0,
-        "notify_status": case.notify_status, "notify_error": case.notify_error,
-        "rating": case.rating, "resolution": case.resolution,
+        "created_at": _aware(case.created_at),
+        "due_at": due,
+        "first_reply_at": _aware(case.first_reply_at),
+        "closed_at": _aware(case.closed_at),
+        "seconds_left": seconds_left,
+        "overdue": seconds_left is not None and seconds_left < 0,
+        "notify_status": case.notify_status,
+        "notify_error": case.notify_error,
+        "rating": case.rating,
+        "resolution": case.resolution,
     }
 
 
 def _queue_order(summary: dict[str, Any]) -> tuple:
     left = summary["seconds_left"]
-    return (PRIORITIES.index(summary["priority"]), left if left is not None else 10**9,
-            summary["id"])
+    return (
+        PRIORITIES.index(summary["priority"]),
+        left if left is not None else 10**9,
+        summary["id"],
+    )
 
 
 def case_detail(session: Any, case: Case) -> dict[str, Any]:
@@ -88,7 +102,8 @@ def case_detail(session: Any, case: Case) -> dict[str, Any]:
         select(CaseNote).where(CaseNote.case_id == case.id).order_by(CaseNote.id)
     ).scalars()
     history = session.execute(
-        select(Case).where(Case.sender_id == case.sender_id, Case.id != case.id)
+        select(Case)
+        .where(Case.sender_id == case.sender_id, Case.id != case.id)
         .order_by(Case.id.desc())
     ).scalars()
     tickets = session.execute(
@@ -99,24 +114,45 @@ def case_detail(session: Any, case: Case) -> dict[str, Any]:
         "details": case.details or {},
         "location": case.location,
         "conversation": {
-            "id": conversation.id, "openid": conversation.openid, "owner": conversation.owner,
+            "id": conversation.id,
+            "openid": conversation.openid,
+            "owner": conversation.owner,
             "location_label": conversation.location_label,
-            "location_lat": conversation.location_lat, "location_lng": conversation.location_lng,
+            "location_lat": conversation.location_lat,
+            "location_lng": conversation.location_lng,
         },
         "transcript": [
-            {"id": m.id, "direction": m.direction, "msg_type": m.msg_type, "content": m.content,
-             "sender": m.sender, "delivery": m.delivery, "status": m.status, "intent": m.intent,
-             "confidence": m.confidence, "created_at": _aware(m.created_at)}
+            {
+                "id": m.id,
+                "direction": m.direction,
+                "msg_type": m.msg_type,
+                "content": m.content,
+                "sender": m.sender,
+                "delivery": m.delivery,
+                "status": m.status,
+                "intent": m.intent,
+                "confidence": m.confidence,
+                "created_at": _aware(m.created_at),
+            }
             for m in transcript
         ],
         "notes": [
-            {"id": n.id, "author": handling.officer_name(session.get(User, n.author_id)),
-             "text": n.text, "created_at": _aware(n.created_at)}
+            {
+                "id": n.id,
+                "author": handling.officer_name(session.get(User, n.author_id)),
+                "text": n.text,
+                "created_at": _aware(n.created_at),
+            }
             for n in notes
         ],
         "history": [
-            {"id": c.id, "category_label": CATEGORY_LABELS.get(c.category, c.category),
-             "status": c.status, "summary": c.summary, "created_at": _aware(c.created_at)}
+            {
+                "id": c.id,
+                "category_label": CATEGORY_LABELS.get(c.category, c.category),
+                "status": c.status,
+                "summary": c.summary,
+                "created_at": _aware(c.created_at),
+            }
             for c in history
         ],
         "tickets": [ticket_public(t) for t in tickets],
@@ -166,8 +202,9 @@ def claim(case_id: int, user: OfficerUser, session: SessionDep) -> dict:
 
 
 @router.post("/cases/{case_id}/reply")
-def reply(case_id: int, body: ReplyIn, user: OfficerUser, session: SessionDep,
-          request: Request) -> dict:
+def reply(
+    case_id: int, body: ReplyIn, user: OfficerUser, session: SessionDep, request: Request
+) -> dict:
     _case(session, user, case_id)
     try:
         sent = handling.reply(session=session, user=user, case_id=case_id, text=body.text)
@@ -185,28 +222,35 @@ def add_note(case_id: int, body: NoteIn, user: OfficerUser, session: SessionDep)
         note = handling.add_note(session=session, user=user, case_id=case_id, text=body.text)
     except CaseError as error:
         raise _fail(error) from error
-    return {"id": note.id, "author": handling.officer_name(user), "text": note.text,
-            "created_at": _aware(note.created_at)}
+    return {
+        "id": note.id,
+        "author": handling.officer_name(user),
+        "text": note.text,
+        "created_at": _aware(note.created_at),
+    }
 
 
 @router.post("/cases/{case_id}/transfer")
 def transfer(case_id: int, body: TransferIn, user: OfficerUser, session: SessionDep) -> dict:
     _case(session, user, case_id)
     try:
-        case = handling.transfer(session=session, user=user, case_id=case_id, desk=body.desk,
-                                 officer_id=body.officer_id)
+        case = handling.transfer(
+            session=session, user=user, case_id=case_id, desk=body.desk, officer_id=body.officer_id
+        )
     except (handling.Conflict, CaseError) as error:
         raise _fail(error) from error
     return case_summary(session, case)
 
 
 @router.post("/cases/{case_id}/divert")
-def divert(case_id: int, body: DivertIn, user: OfficerUser, session: SessionDep,
-           request: Request) -> dict:
+def divert(
+    case_id: int, body: DivertIn, user: OfficerUser, session: SessionDep, request: Request
+) -> dict:
     _case(session, user, case_id)
     try:
-        ticket_id = handling.divert(session=session, user=user, case_id=case_id, kind=body.kind,
-                                    note=body.note)
+        ticket_id = handling.divert(
+            session=session, user=user, case_id=case_id, kind=body.kind, note=body.note
+        )
     except (handling.Conflict, CaseError) as error:
         raise _fail(error) from error
     session.commit()
@@ -215,12 +259,14 @@ def divert(case_id: int, body: DivertIn, user: OfficerUser, session: SessionDep,
 
 
 @router.post("/cases/{case_id}/close")
-async def close(case_id: int, body: CloseIn, user: OfficerUser, session: SessionDep,
-                request: Request) -> dict:
+async def close(
+    case_id: int, body: CloseIn, user: OfficerUser, session: SessionDep, request: Request
+) -> dict:
     _case(session, user, case_id)
     try:
-        case = handling.close(session=session, user=user, case_id=case_id,
-                              resolution=body.resolution)
+        case = handling.close(
+            session=session, user=user, case_id=case_id, resolution=body.resolution
+        )
     except (handling.Conflict, CaseError) as error:
         raise _fail(error) from error
     session.commit()
@@ -231,12 +277,14 @@ async def close(case_id: int, body: CloseIn, user: OfficerUser, session: Session
 
 
 @router.post("/cases/{case_id}/category")
-def correct_category(case_id: int, body: CategoryIn, user: OfficerUser,
-                     session: SessionDep) -> dict:
+def correct_category(
+    case_id: int, body: CategoryIn, user: OfficerUser, session: SessionDep
+) -> dict:
     _case(session, user, case_id)
     try:
-        case = handling.correct_category(session=session, user=user, case_id=case_id,
-                                         category=body.category)
+        case = handling.correct_category(
+            session=session, user=user, case_id=case_id, category=body.category
+        )
     except CaseError as error:
         raise _fail(error) from error
     return case_summary(session, case)
@@ -262,11 +310,20 @@ def canned_replies(user: OfficerUser) -> list[str]:
 @router.get("/officers")
 def officers(user: OfficerUser, session: SessionDep) -> list[dict]:
     people = session.execute(
-        select(User).where(User.active.is_(True), User.role.in_(("officer", "commander")))
+        select(User)
+        .where(User.active.is_(True), User.role.in_(("officer", "commander")))
         .order_by(User.id)
     ).scalars()
-    return [{"id": u.id, "name": handling.officer_name(u), "role": u.role, "desk": u.desk,
-             "community": u.community} for u in people]
+    return [
+        {
+            "id": u.id,
+            "name": handling.officer_name(u),
+            "role": u.role,
+            "desk": u.desk,
+            "community": u.community,
+        }
+        for u in people
+    ]
 
 
 def wake_outbox(request: Request) -> None:

@@ -62,8 +62,10 @@ def _unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not longer: while Playwright's sync API is active, the
+    main thread has a running event loop, and later tests calling asyncio.run() would fail."""
     reason = _unavailable()
     if reason is not None:
         if os.environ.get("CI") == "true":

@@ -462,3 +462,39 @@ def test_events_stream_tells_the_console_about_a_new_case(wechat, bureau):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_every_officer_action_is_audited(wechat, bureau):
+    from casework.models import AuditEntry
+
+    case_id = new_case("o-audit", "noise_complaint", "normal", community="万景社区")
+    dispatch(wechat, RecordingNotifier())
+    zhang = token(wechat, "zhang")
+    wechat.client.post("/api/auth/token", data={"username": "zhang", "password": "wrong-one"})
+    wechat.client.post(f"/api/cases/{case_id}/claim", headers=zhang)
+    wechat.client.post(f"/api/cases/{case_id}/reply", headers=zhang, json={"text": "您好"})
+    wechat.client.post(f"/api/cases/{case_id}/notes", headers=zhang, json={"text": "备注"})
+    wechat.client.post(f"/api/cases/{case_id}/close", headers=zhang, json={"resolution": "已处理"})
+    with db.session_scope() as session:
+        actions = [
+            (e.action, e.actor_id)
+            for e in session.execute(select(AuditEntry).order_by(AuditEntry.id)).scalars()
+        ]
+    zid = bureau["zhang"]
+    assert actions == [
+        ("login", zid),
+        ("login_failed", None),
+        ("claim", zid),
+        ("claim", zid),
+        ("reply", zid),
+        ("note", zid),
+        ("close", zid),
+    ]
+
+
+def test_admin_sees_everything_like_the_commander(wechat, bureau):
+    add_user("root", "admin")
+    case_id = new_case("o-admin", "fraud_suspicion", "high")
+    assert [
+        c["id"] for c in wechat.client.get("/api/cases", headers=token(wechat, "root")).json()
+    ] == [case_id]
