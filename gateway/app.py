@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from casework import db
 from casework.settings import Settings, get_settings
 from gateway import protocol
+from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
 from gateway.routes import auth, cases, conversations, events, health, metrics, tickets, wechat
@@ -99,6 +100,7 @@ def create_app(
         tickets.router,
         events.router,
         metrics.router,
+        console.router,
     ):
         app.include_router(router)
     if settings.simulator_enabled:

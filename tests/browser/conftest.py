@@ -138,15 +138,6 @@ class Gateway:
         return answer.json()
 
 
-def _with_console(app: FastAPI) -> FastAPI:
-    """The console's pages, if gateway/app.py does not include them (yet)."""
-    from gateway.console import routes as console
-
-    if not any(getattr(route, "path", None) == "/console" for route in app.routes):
-        app.include_router(console.router)
-    return app
-
-
 @pytest.fixture
 def gateway(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     port = _free_port()
@@ -169,7 +160,7 @@ def gateway(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     get_settings.cache_clear()
     settings = Settings.from_env()
     rasa = StandInRasa()
-    app = _with_console(create_app(settings, rasa=rasa, probe_actions=False))
+    app = create_app(settings, rasa=rasa, probe_actions=False)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
