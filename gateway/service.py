@@ -22,7 +22,7 @@ from casework import cases, conversations, db, handling, outbox
 from casework.models import Message
 from casework.privacy import mask_pii
 from gateway.messages import Incoming, bot_texts, compose
-from integrations.rasa import RasaClient, RasaUnavailable
+from integrations.rasa import ParseResult, RasaClient, RasaUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -186,11 +186,16 @@ class InboundService:
             if message is not None:
                 message.status = status
 
-    def _record_parse(self, message_id: int, intent: str | None, confidence: float | None) -> None:
+    def _record_parse(self, message_id: int, parsed: ParseResult) -> None:
         with db.session_scope(self.database_url) as session:
             message = session.get(Message, message_id)
             if message is not None:
-                message.intent, message.confidence = intent, confidence
+                message.intent, message.confidence = parsed.intent, parsed.confidence
+                # kept for trainers (issue 5): masked before any trainer view shows it
+                message.media = {
+                    **(message.media or {}),
+                    "parse": {"ranking": parsed.ranking, "entities": parsed.entities},
+                }
 
     def _bot_down_case(self, openid: str, content: str, error: str) -> None:
         with db.session_scope(self.database_url) as session:
@@ -288,7 +293,7 @@ class InboundService:
 
     async def _fetch_parse(self, openid: str, message_id: int) -> None:
         parsed = await self.rasa.latest_parse(openid)
-        await asyncio.to_thread(self._record_parse, message_id, parsed.intent, parsed.confidence)
+        await asyncio.to_thread(self._record_parse, message_id, parsed)
 
     def _keep(self, task: asyncio.Task) -> None:
         self._background.add(task)

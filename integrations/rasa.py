@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,6 +19,8 @@ class RasaUnavailable(Exception):
 class ParseResult:
     intent: str | None
     confidence: float | None
+    ranking: list[dict[str, Any]] = field(default_factory=list)  # [{name, confidence}] top 5
+    entities: list[dict[str, Any]] = field(default_factory=list)  # [{entity, value, start, end}]
 
 
 class RasaClient:
@@ -48,17 +50,26 @@ class RasaClient:
         return messages
 
     async def latest_parse(self, sender: str) -> ParseResult:
-        """Intent and confidence of the sender's latest message (from the tracker)."""
+        """Intent, ranking and entities of the sender's latest message (from the tracker)."""
         try:
             response = await self._http.get(
                 f"/conversations/{sender}/tracker", params={"include_events": "NONE"}
             )
             response.raise_for_status()
-            intent = (response.json().get("latest_message") or {}).get("intent") or {}
+            latest = response.json().get("latest_message") or {}
         except (httpx.HTTPError, ValueError) as error:
             logger.warning("could not read the parse of %s's message: %s", sender, error)
             return ParseResult(None, None)
-        return ParseResult(intent.get("name"), intent.get("confidence"))
+        intent = latest.get("intent") or {}
+        ranking = [
+            {"name": r.get("name"), "confidence": r.get("confidence")}
+            for r in (latest.get("intent_ranking") or [])[:5]
+        ]
+        entities = [
+            {k: e.get(k) for k in ("entity", "value", "start", "end")}
+            for e in latest.get("entities") or []
+        ]
+        return ParseResult(intent.get("name"), intent.get("confidence"), ranking, entities)
 
     async def resume(self, sender: str) -> bool:
         """Give the conversation back to the bot after an officer closes the case: end any
