@@ -333,7 +333,7 @@ def test_money_gone_fraud_reaches_the_antifraud_desk_and_the_officer_answers_in_
     with urllib.request.urlopen(login, timeout=30) as reply:
         headers = {"Authorization": "Bearer " + json.loads(reply.read())["access_token"]}
     queue = get_json(f"{gateway}/api/cases", headers)
-    assert [c["id"] for c in queue] == [case.id]
+    assert case.id in [c["id"] for c in queue]  # the 反诈 desk sees it (and earlier ones)
     post_json(f"{gateway}/api/cases/{case.id}/claim", {}, headers)
     post_json(
         f"{gateway}/api/cases/{case.id}/reply",
