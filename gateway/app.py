@@ -15,7 +15,7 @@ from gateway import protocol
 from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
-from gateway.routes import auth, cases, conversations, events, health, metrics, tickets, wechat
+from gateway.routes import auth, cases, conversations, events, health, metrics, nlu, tickets, wechat
 from gateway.service import PASSIVE_BUDGET, ActionServerProbe, InboundService
 from integrations.governance import client_from_settings
 from integrations.notify import notifier_from_settings
@@ -100,6 +100,7 @@ def create_app(
         tickets.router,
         events.router,
         metrics.router,
+        nlu.router,
         console.router,
     ):
         app.include_router(router)

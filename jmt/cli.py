@@ -4,6 +4,9 @@ jmt db migrate            bring the database schema up to date
 jmt cases [--status S]    list hand-offs recorded by the assistant
 jmt tickets               list diversion tickets for the governance platform
 jmt train | evaluate      same as `make train` / `make evaluate`
+jmt nlu inbox | export      the trainers' inbox (masked), export to nlu_data/
+jmt nlu evaluate --compare  candidate vs live model on the held-out set: the quality gate
+jmt model promote | rollback | list   load a gated model into running Rasa, undo, list
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy import select
 
 from casework import accounts, db
 from casework.models import Case, Ticket
+from jmt import model as models
 
 
 def _print(line: str) -> None:
@@ -81,6 +85,33 @@ def list_tickets() -> None:
             )
 
 
+def nlu_inbox(limit: int, reason: str | None) -> None:
+    from casework import nlu_inbox as inbox
+
+    db.migrate()
+    with db.session_scope() as session:
+        filters = inbox.Filters(reason=reason)
+        items, total = inbox.inbox(session=session, user=None, filters=filters, limit=limit)
+        for item in items:
+            top2 = " / ".join(f"{r['name']} {r['confidence'] or 0:.2f}" for r in item.ranking[:2])
+            _print(f"#{item.id} [{','.join(item.reasons)}] {top2}  {item.text}")
+            for entity in item.entities:
+                _print(f"    {entity['entity']}={entity['value']}")
+        _print(f"{len(items)} of {total} waiting")
+
+
+def nlu_export() -> None:
+    from casework import nlu_export as exporter
+
+    db.migrate()
+    with db.session_scope() as session:
+        result = exporter.export(session=session, user=None)
+    for line in result.lines():
+        _print(line)
+    if result.conflicts or result.heldout:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jmt", description="警民通 command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +131,16 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("demo-data", help="load demo jurisdictions and accounts")
     commands.add_parser("train", help="train a model unless one matches the data")
     commands.add_parser("evaluate", help="evaluate the model on the held-out set")
+    nlu = commands.add_parser("nlu", help="trainers' NLU tools")
+    nlu_commands = nlu.add_subparsers(dest="nlu_command", required=True)
+    models.add_nlu_evaluate_parser(nlu_commands)
+    inbox = nlu_commands.add_parser("inbox", help="messages waiting for a trainer (masked)")
+    inbox.add_argument("--limit", type=int, default=50)
+    inbox.add_argument(
+        "--reason", choices=["low_confidence", "fallback", "ambiguous", "corrected", "sample"]
+    )
+    nlu_commands.add_parser("export", help="write annotated inbox examples into nlu_data/")
+    models.add_model_parser(commands)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -125,6 +166,16 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.argv = ["jmt evaluate", *rest]
         evaluate_main()
+    elif rest and (args.command == "model" or getattr(args, "nlu_command", "") == "evaluate"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    elif args.command == "nlu" and args.nlu_command == "inbox":
+        nlu_inbox(args.limit, args.reason)
+    elif args.command == "nlu" and args.nlu_command == "export":
+        nlu_export()
+    elif args.command == "nlu" and args.nlu_command == "evaluate":
+        sys.exit(models.nlu_evaluate(args))
+    elif args.command == "model":
+        sys.exit(models.model_command(args))
 
 
 if __name__ == "__main__":

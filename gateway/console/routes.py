@@ -30,6 +30,7 @@ STATIC_FILES = {
     "case.js": "text/javascript; charset=utf-8",
     "tickets.js": "text/javascript; charset=utf-8",
     "metrics.js": "text/javascript; charset=utf-8",
+    "nlu.js": "text/javascript; charset=utf-8",
 }
 
 SECURITY_HEADERS = {
@@ -47,6 +48,7 @@ NAV = (
     ("queue", "/console", "待办队列"),
     ("tickets", "/console/tickets", "工单"),
     ("metrics", "/console/metrics", "数据统计"),
+    ("nlu", "/console/nlu", "语料标注"),
 )
 
 
@@ -271,6 +273,48 @@ METRICS = """<div class="page-head">
   <section class="card"><h2>社区统计</h2><div id="table-communities"></div></section>
 </div>"""
 
+NLU = """<div class="page-head">
+  <h1>语料标注</h1>
+  <label class="muted">原因
+    <select id="nlu-reason">
+      <option value="">全部</option>
+      <option value="low_confidence">置信度低</option>
+      <option value="fallback">未识别</option>
+      <option value="ambiguous">前两名接近</option>
+      <option value="corrected">民警改过类别</option>
+      <option value="sample">随机抽样</option>
+    </select>
+  </label>
+  <label class="muted">意图 <input id="nlu-intent" size="14" placeholder="如 report_fraud"></label>
+  <label class="muted">置信度 <input id="nlu-min" type="number" min="0" max="1" step="0.05"
+    size="4"> – <input id="nlu-max" type="number" min="0" max="1" step="0.05" size="4"></label>
+  <label class="muted">日期 <input id="nlu-since" type="date"> – <input id="nlu-until"
+    type="date"></label>
+  <label class="muted">社区 <input id="nlu-community" size="8"></label>
+  <span id="nlu-stats" class="muted"></span>
+  <button id="nlu-export" type="button" class="right">导出训练数据 (x)</button>
+</div>
+<p class="muted">快捷键：j/k 上下移动 · Enter 确认预测意图 · i 选择其他意图 ·
+  用鼠标选中文字后按 e 标注实体 · d 丢弃 · x 导出。文本中的手机号、身份证号、银行卡号已脱敏。</p>
+<p id="nlu-error" class="error" role="alert" hidden></p>
+<div id="nlu-picker" class="card" hidden>
+  <label>选择意图（输入筛选，Enter 确认，Esc 取消）
+    <input id="nlu-picker-input" autocomplete="off"></label>
+  <ul id="nlu-picker-list" class="plain"></ul>
+</div>
+<div id="nlu-export-report" class="card" hidden>
+  <h2>导出结果</h2>
+  <ul id="nlu-export-lines" class="plain"></ul>
+</div>
+<table class="grid" id="nlu">
+  <thead><tr>
+    <th class="col-category">原因</th><th>消息（已脱敏）</th><th>预测前两名</th>
+    <th>实体</th><th class="col-time">时间</th>
+  </tr></thead>
+  <tbody id="nlu-body"></tbody>
+</table>
+<p id="nlu-empty" class="empty" hidden>收件箱已清空。</p>"""
+
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_page() -> HTMLResponse:
@@ -300,6 +344,11 @@ async def tickets_page() -> HTMLResponse:
 @router.get("/metrics", response_class=HTMLResponse)
 async def metrics_page() -> HTMLResponse:
     return _page("数据统计", "metrics.js", METRICS, active="metrics")
+
+
+@router.get("/nlu", response_class=HTMLResponse)
+async def nlu_page() -> HTMLResponse:
+    return _page("语料标注", "nlu.js", NLU, active="nlu")
 
 
 # ---------------------------------------------------------------------- static files

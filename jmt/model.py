@@ -1,0 +1,458 @@
+"""Models: the quality gate, promotion into the running Rasa server, rollback, the list.
+
+A model is `jmt-<data hash>.tar.gz`, versioned by the hash of the data it was trained on
+(`jmt.train`). Two small files beside the models record what is live:
+
+- `LIVE` — the model the running Rasa server was last given (a name in the models folder,
+  or an absolute path);
+- `HISTORY` — one tab-separated line per promotion or rollback:
+  `time  action  previous-model  previous-data-hash  new-model  new-data-hash`.
+  A rollback goes back to the model the latest not-yet-undone promotion replaced.
+
+`jmt nlu evaluate --compare` validates the data, trains the candidate (only if the data
+changed), evaluates candidate and live on the held-out set and writes
+`reports/compare/report.md` and `gate.json`. `jmt model promote` runs that gate unless a
+fresh result for exactly that candidate exists, and only when it passes loads the model
+with Rasa's `PUT /model` and checks `GET /status`. No restart and no refused connection,
+but Rasa 3.6 loads the model inside its event loop: messages sent meanwhile wait (about
+20 s on 2 busy cores) and are answered afterwards; and the new agent gets a new tracker
+store, so with the embedded in-memory one, conversations in progress start afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from jmt import paths
+from jmt.evaluate import (
+    COMPARE_REPORTS,
+    Evaluation,
+    GateResult,
+    comparison_markdown,
+    evaluate_model,
+    gate,
+)
+from jmt.train import data_hash, metadata_path, model_path, train
+
+logger = logging.getLogger(__name__)
+
+LIVE_FILE = "LIVE"
+HISTORY_FILE = "HISTORY"
+GATE_FILE = "gate.json"
+_HASH_IN_NAME = re.compile(r"^jmt-([0-9a-f]{12})")
+
+
+class PromotionError(Exception):
+    """A promotion or rollback was refused or failed; the message says why."""
+
+
+# --- the registry: LIVE, HISTORY, model metadata ---
+
+
+def model_hash(model: Path) -> str:
+    """The data hash a model was trained on (its metadata, else its name), or `?`."""
+    meta = metadata_path(model)
+    if meta.exists():
+        return str(json.loads(meta.read_text()).get("data_hash") or "?")
+    match = _HASH_IN_NAME.match(model.name)
+    return match.group(1) if match else "?"
+
+
+def _stored(model: Path, models_dir: Path) -> str:
+    model = model.resolve()
+    return model.name if model.parent == models_dir.resolve() else str(model)
+
+
+def _resolve(stored: str, models_dir: Path) -> Path:
+    path = Path(stored)
+    return path if path.is_absolute() else models_dir / path
+
+
+def read_live(models_dir: Path = paths.MODELS) -> Path | None:
+    file = models_dir / LIVE_FILE
+    if not file.exists() or not file.read_text().strip():
+        return None
+    return _resolve(file.read_text().strip(), models_dir)
+
+
+def write_live(model: Path, models_dir: Path = paths.MODELS) -> None:
+    (models_dir / LIVE_FILE).write_text(_stored(model, models_dir) + "\n")
+
+
+def models(models_dir: Path = paths.MODELS) -> list[Path]:
+    """Every model in the folder, newest first (the order `rasa run --model` uses)."""
+    return sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def default_live(candidate: Path, models_dir: Path = paths.MODELS) -> Path | None:
+    """The model LIVE names; without LIVE, the newest model other than the candidate."""
+    live = read_live(models_dir)
+    if live is not None:
+        return live
+    others = [m for m in models(models_dir) if m.resolve() != candidate.resolve()]
+    return others[0] if others else None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    time: str
+    action: str  # promote | rollback
+    previous: str  # a stored model name, or "-" when nothing was live
+    previous_hash: str
+    model: str
+    model_hash: str
+
+
+def read_history(models_dir: Path = paths.MODELS) -> list[HistoryEntry]:
+    file = models_dir / HISTORY_FILE
+    if not file.exists():
+        return []
+    entries = []
+    for line in file.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) == 6:
+            entries.append(HistoryEntry(*fields))
+    return entries
+
+
+def record(action: str, previous: Path | None, model: Path, models_dir: Path) -> None:
+    entry = HistoryEntry(
+        time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        action=action,
+        previous=_stored(previous, models_dir) if previous else "-",
+        previous_hash=model_hash(previous) if previous else "-",
+        model=_stored(model, models_dir),
+        model_hash=model_hash(model),
+    )
+    with (models_dir / HISTORY_FILE).open("a") as file:
+        file.write("\t".join(dataclasses.astuple(entry)) + "\n")
+    write_live(model, models_dir)
+
+
+def rollback_target(models_dir: Path = paths.MODELS) -> Path | None:
+    """What the latest promotion not yet undone replaced (promotions push, rollbacks pop)."""
+    stack: list[str] = []
+    for entry in read_history(models_dir):
+        if entry.action == "promote":
+            stack.append(entry.previous)
+        elif entry.action == "rollback" and stack:
+            stack.pop()
+    if not stack or stack[-1] == "-":
+        return None
+    return _resolve(stack[-1], models_dir)
+
+
+def sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- the gate ---
+
+
+def _identity(model: Path | None) -> dict | None:
+    if model is None:
+        return None
+    return {"path": str(model.resolve()), "sha256": sha256(model), "data_hash": model_hash(model)}
+
+
+def run_gate(
+    candidate: Path | None = None,
+    live: Path | None = None,
+    *,
+    models_dir: Path = paths.MODELS,
+    heldout: Path = paths.HELDOUT,
+    reports_root: Path = COMPARE_REPORTS,
+) -> GateResult:
+    """Validate and train (only without an explicit candidate), evaluate both, write
+    report.md and gate.json under reports_root."""
+    if candidate is None:
+        from jmt import validate
+
+        try:
+            validate.main()
+        except SystemExit as failure:
+            if failure.code not in (None, 0):
+                return GateResult(False, [f"rasa data validate: {failure.code}"], [])
+        try:
+            candidate = train()
+        except subprocess.CalledProcessError as failure:
+            return GateResult(False, [f"training failed (exit {failure.returncode})"], [])
+    if live is None:
+        live = default_live(candidate, models_dir)
+    reports_root.mkdir(parents=True, exist_ok=True)
+    candidate_eval = evaluate_model(candidate, heldout, reports_root)
+    live_eval: Evaluation | None = None
+    if live is not None:
+        same = live.resolve() == candidate.resolve()
+        live_eval = candidate_eval if same else evaluate_model(live, heldout, reports_root)
+    result = gate(candidate_eval, live_eval)
+    write_gate(candidate, live, heldout, result, reports_root)
+    report = comparison_markdown(candidate_eval, live_eval, result)
+    (reports_root / "report.md").write_text(report, encoding="utf-8")
+    return result
+
+
+def write_gate(
+    candidate: Path, live: Path | None, heldout: Path, result: GateResult, reports_root: Path
+) -> None:
+    verdict = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "passed": result.passed,
+        "reasons": result.reasons,
+        "checks": result.checks,
+        "candidate": _identity(candidate),
+        "live": _identity(live),
+        "heldout_sha256": sha256(heldout),
+    }
+    text = json.dumps(verdict, indent=2, ensure_ascii=False)
+    (reports_root / GATE_FILE).write_text(text, encoding="utf-8")
+
+
+def fresh_gate(
+    candidate: Path, live: Path | None, heldout: Path, reports_root: Path
+) -> GateResult | None:
+    """The recorded gate result when it was for exactly these files (by content)."""
+    file = reports_root / GATE_FILE
+    if not file.exists() or not candidate.exists():
+        return None
+    verdict = json.loads(file.read_text(encoding="utf-8"))
+    recorded_live = verdict.get("live")
+    if (
+        (verdict.get("candidate") or {}).get("sha256") != sha256(candidate)
+        or verdict.get("heldout_sha256") != sha256(heldout)
+        or (recorded_live or {}).get("sha256") != (sha256(live) if live else None)
+    ):
+        return None
+    logger.info("using the gate result of %s for %s", verdict["time"], candidate.name)
+    return GateResult(bool(verdict["passed"]), verdict["reasons"], verdict["checks"])
+
+
+# --- the running Rasa server ---
+
+
+class RasaModelAPI:
+    """Rasa's model endpoints (the server runs with --enable-api)."""
+
+    def __init__(self, url: str, *, timeout: float = 600.0) -> None:
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        self.url = url
+
+    def serving(self) -> str:
+        """The file name of the model the server has loaded (GET /status)."""
+        try:
+            response = self._http.get("/status")
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            raise PromotionError(
+                f"Rasa at {self.url} did not answer GET /status: {error}"
+            ) from error
+        return str(response.json().get("model_file") or "")
+
+    def load(self, model: Path) -> None:
+        """PUT /model, then GET /status must name it. If loading fails, Rasa keeps the
+        old model (it replaces its agent only after the new one is ready)."""
+        try:
+            response = self._http.put("/model", json={"model_file": str(model.resolve())})
+        except httpx.HTTPError as error:
+            raise PromotionError(f"PUT /model to {self.url} failed: {error}") from error
+        if response.status_code != 204:
+            raise PromotionError(
+                f"Rasa refused {model.name} (HTTP {response.status_code}): {response.text[:300]}"
+            )
+        serving = self.serving()
+        if serving != model.name:
+            raise PromotionError(f"after PUT /model Rasa serves {serving!r}, not {model.name}")
+
+
+def _warn_if_trackers_in_memory() -> None:
+    endpoints = yaml.safe_load(paths.ENDPOINTS.read_text(encoding="utf-8")) or {}
+    if not endpoints.get("tracker_store"):
+        logger.warning(
+            "%s has no tracker_store: Rasa keeps conversations in memory and a model "
+            "switch starts every conversation in progress afresh",
+            paths.ENDPOINTS.name,
+        )
+
+
+def _switch(api: RasaModelAPI, model: Path, action: str, models_dir: Path) -> Path:
+    """Load `model` into the server and record it; returns what was live before."""
+    if not model.is_file():
+        raise PromotionError(f"{model} does not exist")
+    _warn_if_trackers_in_memory()
+    serving = api.serving()  # the server is there before anything changes
+    live = read_live(models_dir)
+    # What is replaced is what the server runs; LIVE can be stale after a restart, since
+    # `rasa run --model bot/models` serves the newest file.
+    previous = live if live is not None and live.name == serving else None
+    if previous is None and serving:
+        if live is not None:
+            logger.warning("LIVE names %s but Rasa serves %s", live.name, serving)
+        previous = models_dir / serving
+    if previous is not None and previous.resolve() == model.resolve():
+        previous = live if live is not None and live.resolve() != model.resolve() else None
+    api.load(model)
+    record(action, previous, model, models_dir)
+    return previous or model
+
+
+def promote(
+    *,
+    rasa_url: str,
+    model: Path | None = None,
+    force: bool = False,
+    models_dir: Path = paths.MODELS,
+    heldout: Path = paths.HELDOUT,
+    reports_root: Path = COMPARE_REPORTS,
+) -> Path:
+    """Gate, then load into the running server; returns the model now live.
+    `force` reruns the gate even when a fresh result exists; it never skips it."""
+    candidate = model or model_path(data_hash())
+    live = default_live(candidate, models_dir) if candidate.exists() else None
+    result = None if force else fresh_gate(candidate, live, heldout, reports_root)
+    if result is None:
+        if model is None:
+            result = run_gate(models_dir=models_dir, heldout=heldout, reports_root=reports_root)
+        else:
+            result = run_gate(
+                candidate, live, models_dir=models_dir, heldout=heldout, reports_root=reports_root
+            )
+    if not result.passed:
+        raise PromotionError(
+            f"the gate refused {candidate.name}: "
+            + "; ".join(result.reasons)
+            + f" (see {reports_root / 'report.md'})"
+        )
+    api = RasaModelAPI(rasa_url)
+    live_now = read_live(models_dir)
+    if api.serving() == candidate.name and (
+        live_now is None or live_now.resolve() == candidate.resolve()
+    ):  # e.g. the first promotion of the model `make run` started with: no reload
+        if live_now is None:
+            record("promote", None, candidate, models_dir)
+        logger.info("Rasa at %s already serves %s; it is LIVE", rasa_url, candidate.name)
+        return candidate
+    previous = _switch(api, candidate, "promote", models_dir)
+    logger.info(
+        "promoted %s (was %s); Rasa at %s serves it", candidate.name, previous.name, rasa_url
+    )
+    return candidate
+
+
+def rollback(*, rasa_url: str, models_dir: Path = paths.MODELS) -> Path:
+    """Back to the model the latest promotion replaced (no gate: it was live before)."""
+    target = rollback_target(models_dir)
+    if target is None:
+        raise PromotionError(f"nothing to roll back to ({models_dir / HISTORY_FILE})")
+    previous = _switch(RasaModelAPI(rasa_url), target, "rollback", models_dir)
+    logger.info("rolled back to %s (was %s)", target.name, previous.name)
+    return target
+
+
+def describe_models(models_dir: Path = paths.MODELS) -> list[str]:
+    """`jmt model list`: one line per model, newest first; * marks the live one."""
+    live = read_live(models_dir)
+    current = data_hash()
+    lines = [f"  {'model':<34} {'data hash':<12} {'trained at':<24} training"]
+    listed = models(models_dir)
+    if live is not None and live.exists() and live not in listed:
+        listed.insert(0, live)
+    for model in listed:
+        meta_file = metadata_path(model)
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        fingerprint = model_hash(model)
+        notes = []
+        if fingerprint == current:
+            notes.append("matches the current data")
+        if live is not None and model.resolve() == live.resolve():
+            notes.append("LIVE")
+        seconds = meta.get("training_seconds")
+        lines.append(
+            f"{'*' if 'LIVE' in notes else ' '} {_stored(model, models_dir):<34} "
+            f"{fingerprint:<12} {meta.get('trained_at', '?'):<24} "
+            f"{f'{seconds} s' if seconds is not None else '?':<9} {', '.join(notes)}".rstrip()
+        )
+    if live is None:
+        lines.append("(no LIVE file yet: nothing was promoted; `rasa run` serves the newest)")
+    return lines
+
+
+# --- command line (wired into jmt/cli.py) ---
+
+
+def add_nlu_evaluate_parser(nlu_commands: argparse._SubParsersAction) -> None:
+    evaluate = nlu_commands.add_parser("evaluate", help="held-out evaluation; --compare: gate")
+    evaluate.add_argument("--compare", action="store_true", help="candidate vs live, the gate")
+    evaluate.add_argument("--candidate", type=Path, help="default: trained on the current data")
+    evaluate.add_argument("--live", type=Path, help="default: bot/models/LIVE, else the newest")
+
+
+def add_model_parser(commands: argparse._SubParsersAction) -> None:
+    model = commands.add_parser("model", help="promote, roll back and list models")
+    actions = model.add_subparsers(dest="model_command", required=True)
+    promote_parser = actions.add_parser("promote", help="gate, then load into running Rasa")
+    promote_parser.add_argument("--rasa-url", help="default: RASA_URL / RASA_PORT")
+    promote_parser.add_argument("--model", type=Path, help="default: the current data's model")
+    promote_parser.add_argument("--force", action="store_true", help="rerun a fresh gate")
+    rollback_parser = actions.add_parser("rollback", help="back to the previous live model")
+    rollback_parser.add_argument("--rasa-url", help="default: RASA_URL / RASA_PORT")
+    actions.add_parser("list", help="models, their data hash and which is live")
+
+
+def _rasa_url(args: argparse.Namespace) -> str:
+    from casework.settings import Settings
+
+    return args.rasa_url or Settings.from_env().rasa_url
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def nlu_evaluate(args: argparse.Namespace) -> int:
+    if not args.compare:
+        from jmt.evaluate import main as evaluate_main
+
+        sys.argv = ["jmt nlu evaluate"]
+        evaluate_main()
+        return 0
+    result = run_gate(args.candidate, args.live)
+    _say(f"report: {COMPARE_REPORTS / 'report.md'}")
+    for check in result.checks:
+        _say("  " + check)
+    if result.passed:
+        _say("gate PASSED")
+        return 0
+    _say("gate FAILED: " + "; ".join(result.reasons))
+    return 1
+
+
+def model_command(args: argparse.Namespace) -> int:
+    try:
+        if args.model_command == "promote":
+            promote(rasa_url=_rasa_url(args), model=args.model, force=args.force)
+        elif args.model_command == "rollback":
+            rollback(rasa_url=_rasa_url(args))
+        else:
+            for line in describe_models():
+                _say(line)
+    except PromotionError as error:
+        sys.stderr.write(f"jmt model {args.model_command}: {error}\n")
+        return 1
+    return 0
