@@ -13,6 +13,7 @@ ACTIONS_PORT ?= 5055
 GATEWAY_PORT ?= 8000
 export RASA_PORT ACTIONS_PORT GATEWAY_PORT
 export ACTION_ENDPOINT_URL ?= http://127.0.0.1:$(ACTIONS_PORT)/webhook
+export RASA_TRACKER_DB ?= var/rasa-tracker.sqlite3
 # Rasa and TensorFlow are chatty and phone home by default; keep them quiet and offline.
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2

@@ -142,6 +142,16 @@ class ValidateFraudForm(EventTimeMixin, FormValidationAction):
         lost = parsing.money_lost_from_text(latest_text(tracker))
         return {} if lost is None else {"money_lost": lost}
 
+    async def extract_amount(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        # The NLU does not always tag the amount (五千块 in a long sentence); the text
+        # itself says it.
+        if tracker.get_slot("amount") is not None:
+            return {}
+        yuan = parsing.parse_amount(latest_text(tracker), require_unit=True)
+        return {} if yuan is None else {"amount": yuan}
+
     async def extract_payment_method(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:

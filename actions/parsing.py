@@ -82,8 +82,9 @@ def chinese_to_number(text: str) -> float | None:
 _AMOUNT = re.compile(rf"([{_NUMERAL_CHARS}]+)\s*(?:多)?\s*(元|块钱|块|人民币|rmb|RMB|万元|w|W)?")
 
 
-def parse_amount(text: str) -> float | None:
-    """The first money amount in `text`, in yuan. Bare numbers count only when short."""
+def parse_amount(text: str, *, require_unit: bool = False) -> float | None:
+    """The first money amount in `text`, in yuan. Bare numbers count only when short, and
+    not at all with `require_unit` (for free text, where "3点" is a time, not money)."""
     text = re.sub(r"(?<=\d)[,，](?=\d{3})", "", text)  # 1,200 → 1200
     for match in _AMOUNT.finditer(text):
         raw, unit = match.group(1), match.group(2)
@@ -98,7 +99,7 @@ def parse_amount(text: str) -> float | None:
             value *= 10_000
         has_unit = unit is not None or any(c in raw for c in "万wW亿千百十")
         digits = re.sub(r"\D", "", raw)
-        if not has_unit and len(digits) >= 7:  # a phone or card number, not money
+        if not has_unit and (require_unit or len(digits) >= 7):  # a time, phone, card ...
             continue
         return value
     return None

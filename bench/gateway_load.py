@@ -122,6 +122,7 @@ def main() -> None:
         "DATABASE_URL": database,
         "RASA_TELEMETRY_ENABLED": "false",
         "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{actions_port}/webhook",
+        "RASA_TRACKER_DB": str(workdir / "rasa-tracker.sqlite3"),
         "RASA_URL": f"http://127.0.0.1:{rasa_port}",
         "WECHAT_TOKEN": TOKEN,
         "ACTION_SERVER_URL": f"http://127.0.0.1:{actions_port}",

@@ -47,13 +47,19 @@ def action_server(port: int) -> list[str]:
     return [_bin("rasa"), "run", "actions", "--actions", "actions", "--port", str(port)]
 
 
+def served_model() -> Path:
+    """The promoted model (bot/models/LIVE, see `jmt model promote`), else the newest."""
+    live = paths.MODELS / "LIVE"
+    return paths.MODELS / live.read_text().strip() if live.exists() else paths.MODELS
+
+
 def rasa_server(port: int) -> list[str]:
     return [
         _bin("rasa"),
         "run",
         "--enable-api",
         "--model",
-        str(paths.MODELS),
+        str(served_model()),
         "--endpoints",
         str(paths.ENDPOINTS),
         "--credentials",
@@ -86,6 +92,8 @@ def main() -> None:
     rasa_port, actions_port = _port("RASA_PORT", 5005), _port("ACTIONS_PORT", 5055)
     gateway_port = _port("GATEWAY_PORT", 8000)
     os.environ.setdefault("ACTION_ENDPOINT_URL", f"http://127.0.0.1:{actions_port}/webhook")
+    os.environ.setdefault("RASA_TRACKER_DB", str(paths.REPO_ROOT / "var" / "rasa-tracker.sqlite3"))
+    Path(os.environ["RASA_TRACKER_DB"]).parent.mkdir(parents=True, exist_ok=True)
     db.migrate()  # the case store is ready before anything can hand off
     if get_settings().development:
         from casework import demo
@@ -103,7 +111,7 @@ def main() -> None:
                 _bin("rasa"),
                 "shell",
                 "--model",
-                str(paths.MODELS),
+                str(served_model()),
                 "--endpoints",
                 str(paths.ENDPOINTS),
             ]

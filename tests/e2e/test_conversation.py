@@ -61,6 +61,7 @@ def bot(tmp_path_factory) -> Iterator[dict]:
         "DATABASE_URL": database,
         "RASA_TELEMETRY_ENABLED": "false",
         "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{actions_port}/webhook",
+        "RASA_TRACKER_DB": str(tmp_path_factory.mktemp("tracker") / "rasa.sqlite3"),
         "RASA_URL": f"http://127.0.0.1:{rasa_port}",
         "ACTION_SERVER_URL": f"http://127.0.0.1:{actions_port}",
         "GATEWAY_PORT": str(gateway_port),

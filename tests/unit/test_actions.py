@@ -483,3 +483,15 @@ def test_a_second_noise_report_at_the_same_place_is_linked_to_the_open_ticket(sq
         (1, "pending", None),
         (2, "linked", 1),
     ]
+
+
+def test_an_amount_the_nlu_missed_is_read_from_the_text(sqlite_url):
+    t = tracker(
+        "我刚被刷单骗了五千块",
+        intent="report_fraud",
+        active_loop="fraud_form",
+        slots={"fraud_type": "刷单返利"},
+    )
+    events, _ = run(ValidateFraudForm(), t)
+    assert SlotSet("amount", 5000.0) in events
+    assert events[-1] == SlotSet("requested_slot", "event_time")

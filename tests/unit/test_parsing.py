@@ -165,3 +165,11 @@ def test_legal_topic_from_text(text, topic):
 )
 def test_ongoing_from_text(text, ongoing):
     assert parsing.ongoing_from_text(text) is ongoing
+
+
+@pytest.mark.parametrize(
+    ("text", "yuan"),
+    [("昨天下午3点被骗了", None), ("被骗了五千块", 5000), ("转了3000元", 3000), ("两万", 20000)],
+)
+def test_parse_amount_with_a_unit_required(text, yuan):
+    assert parsing.parse_amount(text, require_unit=True) == yuan
