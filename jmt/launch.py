@@ -84,6 +84,10 @@ def gateway(port: int) -> list[str]:
     ]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shell", action="store_true", help="chat in the terminal")
@@ -101,6 +105,8 @@ def main() -> None:
         with db.session_scope() as session:
             demo.load(session=session)  # demo officers, so hand-offs have someone to go to
 
+    # A SIGTERM (a supervisor, `timeout`) stops the children too, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     children: list[subprocess.Popen] = []
     try:
         children.append(subprocess.Popen(action_server(actions_port), cwd=paths.REPO_ROOT))
