@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -216,6 +217,7 @@ def main() -> None:
 
         time.sleep(3)  # late answers (if any) reach the outbox
         lost = duplicated = 0
+        statuses: Counter[str] = Counter()
         with db.session_scope(database) as session:
             for openid, sent in by_resident.items():
                 for _, msg_id in sent:
@@ -229,7 +231,13 @@ def main() -> None:
                             .select_from(OutboxItem)
                             .where(OutboxItem.openid == openid)
                         ).scalar_one()
-                    if message is None or (message.reply is None and queued == 0):
+                    statuses[message.status if message else "not stored"] += 1
+                    # Delivered: answered (passively or through the outbox), or kept for the
+                    # officer who owns the conversation after a hand-off.
+                    handled = message is not None and (
+                        message.reply is not None or queued > 0 or message.status == "for_officer"
+                    )
+                    if not handled:
                         lost += 1
                 with urllib.request.urlopen(
                     f"{rasa_url}/conversations/{openid}/tracker", timeout=30
@@ -253,6 +261,7 @@ def main() -> None:
     ratio = statistics.median(gateway_lat) / statistics.median(rasa_lat)
     print(f"gateway overhead p50   {ratio:.2f}x   (target ≤ 1.25x)")
     print(f"lost messages          {lost}   (target 0)")
+    print(f"inbound statuses       {dict(statuses)}")
     print(f"duplicated messages    {duplicated}   (target 0)")
 
 
