@@ -49,14 +49,17 @@ def hand_off(
     ]
 
 
-def tell_ticket(
-    dispatcher: CollectingDispatcher, response: str, ticket_id: int, linked_to: int | None
-) -> None:
-    """A new ticket's number, or: the same problem is already being handled."""
+def divert(
+    dispatcher: CollectingDispatcher, tracker: Tracker, *, category: str, kind: str, response: str
+) -> list[EventType]:
+    """Record a ticket for the governance platform and tell the resident its number — or,
+    when the same problem at the same place is already open, that it is being handled."""
+    ticket_id, linked_to = records.record_ticket(tracker, category=category, kind=kind)
     if linked_to is not None:
         dispatcher.utter_message(response="utter_ticket_linked", ticket_id=linked_to)
     else:
         dispatcher.utter_message(response=response, ticket_id=ticket_id)
+    return [*reset_intake(), SlotSet("ticket_id", linked_to or ticket_id)]
 
 
 class ActionSubmitFraud(Action):
@@ -99,11 +102,13 @@ class ActionSubmitNoise(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        ticket_id, linked_to = records.record_ticket(
-            tracker, category="noise_complaint", kind="noise"
+        return divert(
+            dispatcher,
+            tracker,
+            category="noise_complaint",
+            kind="noise",
+            response="utter_noise_ticket",
         )
-        tell_ticket(dispatcher, "utter_noise_ticket", ticket_id, linked_to)
-        return [*reset_intake(), SlotSet("ticket_id", linked_to or ticket_id)]
 
 
 class ActionSubmitDog(Action):
@@ -123,9 +128,9 @@ class ActionSubmitDog(Action):
                 reason="dog_bite",
                 response="utter_dog_bite_handed_over",
             )
-        ticket_id, linked_to = records.record_ticket(tracker, category="dog_complaint", kind="dog")
-        tell_ticket(dispatcher, "utter_dog_ticket", ticket_id, linked_to)
-        return [*reset_intake(), SlotSet("ticket_id", linked_to or ticket_id)]
+        return divert(
+            dispatcher, tracker, category="dog_complaint", kind="dog", response="utter_dog_ticket"
+        )
 
 
 class ActionSubmitLegal(Action):

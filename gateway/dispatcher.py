@@ -19,6 +19,7 @@ from casework import db, routing, tickets
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
 from casework.handling import officer_name
 from casework.models import Case, Ticket, User, utcnow
+from gateway.background import BackgroundLoop
 from integrations.governance import GovernanceClient, GovernanceError
 from integrations.notify import Notification, Notifier, NotifyError
 
@@ -63,7 +64,9 @@ def build_notification(
     )
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
+    name = "dispatcher"
+
     def __init__(
         self,
         *,
@@ -73,37 +76,19 @@ class Dispatcher:
         console_url: str,
         poll_seconds: float = 1.0,
     ) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.database_url = database_url
         self.notifier = notifier
         self.governance = governance
         self.console_url = console_url.rstrip("/")
-        self.poll_seconds = poll_seconds
-        self._task: asyncio.Task | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dispatcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # keep dispatching; the next pass retries
-                logger.exception("dispatcher pass failed")
-            await asyncio.sleep(self.poll_seconds)
-
-    async def run_once(self) -> None:
-        for announcement in await asyncio.to_thread(self._route_new_cases):
+    async def run_once(self) -> int:
+        announcements = await asyncio.to_thread(self._route_new_cases)
+        for announcement in announcements:
             await self._announce(announcement)
         await self._send_tickets()
         await asyncio.to_thread(self._return_overdue_tickets)
+        return 0  # always wait a poll interval: cases come from other processes too
 
     # ---------------------------------------------------------------- cases
 

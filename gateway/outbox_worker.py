@@ -12,12 +12,15 @@ import logging
 
 from casework import db, outbox
 from casework.privacy import mask_pii
+from gateway.background import BackgroundLoop
 from integrations.wechat import DeliveryError, WeChatMessenger
 
 logger = logging.getLogger(__name__)
 
 
-class OutboxWorker:
+class OutboxWorker(BackgroundLoop):
+    name = "outbox"
+
     def __init__(
         self,
         messenger: WeChatMessenger,
@@ -25,36 +28,12 @@ class OutboxWorker:
         database_url: str | None = None,
         poll_seconds: float = 1.0,
     ) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.messenger = messenger
         self.database_url = database_url
-        self.poll_seconds = poll_seconds
-        self.wakeup = asyncio.Event()
-        self._task: asyncio.Task | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                sent = await self.deliver_due()
-            except Exception:  # a worker that dies silently loses messages: log and go on
-                logger.exception("outbox pass failed")
-                sent = 0
-            if sent == 0:
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
-                except asyncio.TimeoutError:
-                    pass
-                self.wakeup.clear()
+    async def run_once(self) -> int:
+        return await self.deliver_due()
 
     def _claim(self) -> list[outbox.Claimed]:
         with db.session_scope(self.database_url) as session:
