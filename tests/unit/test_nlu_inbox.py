@@ -625,3 +625,68 @@ def test_markup_neutralises_brackets_and_line_breaks_and_keeps_offsets():
     example = nlu_export.markup(text, [{"entity": "platform", "start": at, "end": at + 2}])
     assert example == "😭［图片］ 在[抖音](platform) 上被骗"
     assert nlu_export.plain(example) == "😭［图片］ 在抖音 上被骗"
+
+
+TINY_CONFIG = """
+recipe: default.v1
+language: zh
+assistant_id: export-check
+pipeline:
+  - name: JiebaTokenizer
+  - name: CountVectorsFeaturizer
+    analyzer: char
+    min_ngram: 1
+    max_ngram: 2
+  - name: DIETClassifier
+    epochs: 1
+    number_of_transformer_layers: 0
+  - name: ResponseSelector
+    retrieval_intent: faq
+    epochs: 1
+policies:
+  - name: RulePolicy
+"""
+
+
+@pytest.mark.e2e
+def test_exported_data_trains(sqlite_url, tmp_path):
+    """Round trip to the end: the exported YAML, with all other training data, trains an
+    NLU model (a tiny pipeline and one epoch: this proves the data trains, not quality)."""
+    nlu_dir = copy_nlu_data(tmp_path)
+    with db.session_scope() as session:
+        trainer = user(session, "chen")
+        annotated(
+            session,
+            trainer,
+            "在拼多多上被人骗了八百块",
+            "report_fraud",
+            [{"entity": "platform", "start": 1, "end": 4}],
+        )
+        annotated(session, trainer, "出国护照快过期了网上怎么预约换", "faq/passport")
+        result = nlu_export.export(session=session, user=trainer, nlu_dir=nlu_dir)
+    assert len(result.written) == 2, result.lines()
+    config = tmp_path / "config.yml"
+    config.write_text(TINY_CONFIG, encoding="utf-8")
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("rasa")),
+            "train",
+            "--config",
+            str(config),
+            "--domain",
+            str(paths.DOMAIN),  # the FAQ answers (retrieval-intent responses) live there
+            "--data",
+            str(nlu_dir / "intents"),
+            str(nlu_dir / "faq"),
+            str(nlu_dir / "entities"),
+            "--out",
+            str(tmp_path / "models"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert list((tmp_path / "models").glob("*.tar.gz"))
