@@ -149,3 +149,12 @@ def test_trainer_annotates_from_the_keyboard_and_exports(
     content = (nlu_dir / "intents" / "inbox.yml").read_text(encoding="utf-8")
     assert "😭在[抖音](platform)上被骗了 电话139****5678" in content
     assert "半夜楼上一直在拖椅子" in content and PHONE not in content
+
+
+def test_a_trainer_lands_in_the_nlu_inbox_after_login(gateway: Gateway, page: Page) -> None:
+    gateway.officer("zhou", "周训练师", role="trainer")
+    page.goto("/console/login")
+    page.fill("#username", "zhou")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    expect(page).to_have_url(re.compile(r"/console/nlu$"))

@@ -15,6 +15,19 @@
       : "/console";
   }
 
+  /** Trainers work in the NLU inbox, not the case queue (which they may not see). */
+  async function landingPage(token) {
+    const next = nextPage();
+    if (next !== "/console") return next;
+    try {
+      const me = await fetch("/api/me", { headers: { Authorization: `Bearer ${token}` } });
+      if (me.ok && (await me.json()).role === "trainer") return "/console/nlu";
+    } catch (e) {
+      /* fall back to the queue */
+    }
+    return next;
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     showError(error, "");
@@ -46,7 +59,7 @@
         return;
       }
       JMT.setToken(data.access_token);
-      location.replace(nextPage());
+      location.replace(await landingPage(data.access_token));
     } catch (e) {
       showError(error, "网络连接失败，请检查网络后重试");
     } finally {
