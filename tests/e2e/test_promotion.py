@@ -36,8 +36,14 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     if not model.exists():
         pytest.fail(f"no model for the current data ({model.name}); run `make train` first")
     port = free_port()
-    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
-    log = tmp_path_factory.mktemp("logs") / "rasa.log"
+    logs = tmp_path_factory.mktemp("logs")
+    env = {
+        **os.environ,
+        "RASA_TELEMETRY_ENABLED": "false",
+        "RASA_TRACKER_DB": str(logs / "tracker.sqlite3"),  # as in production: persistent
+        "ACTION_ENDPOINT_URL": "http://127.0.0.1:9/webhook",
+    }  # no custom action is run here
+    log = logs / "rasa.log"
     server = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("rasa")),
@@ -45,6 +51,8 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "--enable-api",
             "--model",
             str(model),
+            "--endpoints",
+            str(paths.ENDPOINTS),
             "--port",
             str(port),
         ],
@@ -59,6 +67,20 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def say(url: str, sender: str, text: str) -> None:
+    body = json.dumps({"sender": sender, "message": text}).encode()
+    request = urllib.request.Request(
+        f"{url}/webhooks/rest/webhook", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+
+
+def latest_text(url: str, sender: str) -> str | None:
+    with urllib.request.urlopen(f"{url}/conversations/{sender}/tracker", timeout=30) as response:
+        return (json.loads(response.read()).get("latest_message") or {}).get("text")
 
 
 def status(url: str) -> dict:
@@ -121,6 +143,7 @@ def test_promote_and_rollback_on_a_running_server(
     models.write_gate(copy, current, paths.HELDOUT, GateResult(True, [], []), reports)
     monkeypatch.setattr(models, "run_gate", lambda *a, **k: pytest.fail("gate re-run"))
 
+    say(rasa["url"], "promotion-witness", "你好")  # a conversation in progress
     with keeps_answering(rasa["url"]) as answered:
         models.promote(rasa_url=rasa["url"], model=copy, models_dir=folder, reports_root=reports)
     assert answered, "no message was answered while the model was loading"
@@ -128,6 +151,7 @@ def test_promote_and_rollback_on_a_running_server(
     assert status(rasa["url"])["model_file"] == copy.name
     assert parse(rasa["url"], "救命有人拿刀") == "emergency"  # the new model answers
     assert models.read_live(folder) == copy
+    assert latest_text(rasa["url"], "promotion-witness") == "你好"  # not wiped by the switch
 
     assert models.rollback(rasa_url=rasa["url"], models_dir=folder) == current
     assert status(rasa["url"])["model_file"] == current.name
