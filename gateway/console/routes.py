@@ -180,6 +180,22 @@ CASE = """<p class="crumbs"><a href="/console">← 返回待办队列</a></p>
             <button type="submit">确认转办</button>
           </form>
         </details>
+        <details id="category-box">
+          <summary>更正类别</summary>
+          <form id="category-form">
+            <select id="category-target" required>
+              <option value="">— 正确的类别 —</option>
+              <option value="fraud_suspicion">涉诈</option>
+              <option value="emergency">紧急警情</option>
+              <option value="legal_help">法律求助</option>
+              <option value="noise_complaint">噪音投诉</option>
+              <option value="dog_complaint">犬只投诉</option>
+              <option value="faq">办事咨询</option>
+              <option value="other">其他</option>
+            </select>
+            <button type="submit">确认更正</button>
+          </form>
+        </details>
         <details id="divert-box">
           <summary>转治理平台</summary>
           <form id="divert-form">

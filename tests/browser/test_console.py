@@ -284,6 +284,10 @@ def test_divert_to_governance_then_tickets_and_metrics(gateway: Gateway, page: P
     )
     log_in(page, "chen")
     page.locator(f'#queue-body tr[data-case-id="{noise}"]').click()
+    page.locator("#category-box summary").click()  # an officer corrects the triage
+    page.select_option("#category-target", "other")
+    page.locator("#category-form button").click()
+    expect(page.locator("#case-title")).to_contain_text("其他")
     page.locator("#divert-box summary").click()
     page.select_option("#divert-kind", "noise")
     page.fill("#divert-note", "请街道综治协调物业处理夜间装修")

@@ -217,7 +217,9 @@
     claim.hidden = closed;
     claim.disabled = Boolean(mine);
     claim.textContent = mine ? "已由我处理" : holder ? `认领（当前：${JMT.officerName(holder)}）` : "认领";
-    for (const id of ["transfer-box", "divert-box", "close-box"]) $(id).hidden = closed;
+    for (const id of ["transfer-box", "category-box", "divert-box", "close-box"]) {
+      $(id).hidden = closed;
+    }
     $("closed-note").hidden = !closed;
     $("reply-form").hidden = closed;
     $("reply-hint").textContent = holder && !mine ? `该案件由 ${JMT.officerName(holder)} 处理` :
@@ -350,6 +352,21 @@
       select.value = "";
       $("transfer-box").open = false;
       toast("已转办：" + label);
+      await load();
+    });
+  });
+
+  // A wrong category is corrected here; the trainers' inbox picks the message up.
+  $("category-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const select = $("category-target");
+    if (!select.value) return;
+    const label = select.options[select.selectedIndex].textContent;
+    act(event.submitter || select, async () => {
+      await api(base + "/category", { method: "POST", body: { category: select.value } });
+      select.value = "";
+      $("category-box").open = false;
+      toast("类别已更正为：" + label);
       await load();
     });
   });
