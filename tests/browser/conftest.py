@@ -71,8 +71,11 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"browser tests cannot run under CI=true: {reason}")
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Generous waits: on a busy 2-core CI machine a request can take seconds (SQLite
+    # writers queue behind each other); the assertions are about what shows, not speed.
+    expect.set_options(timeout=20_000)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
