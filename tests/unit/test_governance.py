@@ -8,14 +8,12 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 import requests
-import uvicorn
 from fastapi import FastAPI, Request
 
 from gateway.simulator import partners
@@ -28,6 +26,7 @@ from integrations.governance import (
     signed_headers,
     verify,
 )
+from tests.live_server import LiveServer
 
 SECRET = "gov-test-secret"
 BODY = '{"id":7,"summary":"楼上噪音"}'.encode()
@@ -41,33 +40,6 @@ TICKET = {
     "community": "万景社区",
     "location": "浙江省宁波市镇海区骆驼街道万景社区3幢",
 }
-
-
-class LiveServer:
-    """An app served by uvicorn in a background thread, on a socket we bound ourselves."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 def _settings() -> SimpleNamespace:

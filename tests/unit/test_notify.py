@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import logging
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-import uvicorn
 from fastapi import FastAPI
 
 from gateway.simulator import partners
@@ -31,36 +29,10 @@ from integrations.notify import (
     markdown_text,
     notifier_from_settings,
 )
+from tests.live_server import LiveServer
 
 SECRET = "SEC-jmt-test-0123456789"
 TIMESTAMP = 1764324000003  # its signature has "+", "/" and "=", which must be URL-encoded
-
-
-class LiveServer:
-    """An app served by uvicorn in a background thread, on a socket we bound ourselves."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
