@@ -14,6 +14,9 @@ GATEWAY_PORT ?= 8000
 export RASA_PORT ACTIONS_PORT GATEWAY_PORT
 export ACTION_ENDPOINT_URL ?= http://127.0.0.1:$(ACTIONS_PORT)/webhook
 export RASA_TRACKER_DB ?= var/rasa-tracker.sqlite3
+# Every target here is development; a deployment sets JMT_ENV=production (the default when
+# JMT_ENV is unset), which refuses every development default.
+export JMT_ENV ?= development
 # Rasa and TensorFlow are chatty and phone home by default; keep them quiet and offline.
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from casework import audit as audit_trail
 from casework import outbox
 from casework.accounts import DESKS
 from casework.cases import CATEGORIES, CaseError, open_ticket
 from casework.conversations import conversation_for
-from casework.models import AuditEntry, Case, CaseNote, Conversation, User, utcnow
+from casework.models import Case, CaseNote, Conversation, User, utcnow
 
 RATING_QUESTION = (
     "您好，您反映的事情已办结。请您对本次服务打分：回复数字 1–5（5 为非常满意，1 为非常不满意）。"
@@ -57,15 +58,8 @@ def audit(
     target_id: int | None,
     **detail: Any,
 ) -> None:
-    session.add(
-        AuditEntry(
-            actor_id=actor.id if actor else None,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            detail=detail,
-        )
-    )
+    """Kept for existing callers; `casework.audit.record` is the one writer."""
+    audit_trail.record(session, actor, action, target_type, target_id, **detail)
 
 
 # ------------------------------------------------------------------ who sees what

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -19,11 +18,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import declarative_base
 
+from casework.clock import utcnow as utcnow  # re-exported: older modules import it here
+
 Base: Any = declarative_base()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Case(Base):
@@ -58,6 +55,7 @@ class Case(Base):
     original_category = Column(String(32), nullable=True)  # set when an officer corrects it
     notify_status = Column(String(16), nullable=True)  # pending | sent | failed
     notify_error = Column(Text, nullable=True)
+    redacted_at = Column(DateTime(timezone=True), nullable=True)  # retention (revision 0005)
 
 
 class CaseNote(Base):
@@ -84,6 +82,7 @@ class AuditEntry(Base):
     target_id = Column(Integer, nullable=True)
     detail = Column(JSON, nullable=False, default=dict)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+    client_ip = Column(String(64), nullable=True)  # revision 0005
 
 
 class Ticket(Base):
@@ -111,6 +110,7 @@ class Ticket(Base):
     status_note = Column(Text, nullable=True)  # the platform's last remark
     due_at = Column(DateTime(timezone=True), nullable=True)
     resolved_at = Column(DateTime(timezone=True), nullable=True)
+    redacted_at = Column(DateTime(timezone=True), nullable=True)  # retention (revision 0005)
 
 
 class Resident(Base):
@@ -166,6 +166,7 @@ class Message(Base):
     sender = Column(String(32), nullable=True)  # outbound: bot | officer:<name> | system
     delivery = Column(String(16), nullable=True)  # outbound: passive | outbox
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+    redacted_at = Column(DateTime(timezone=True), nullable=True)  # retention (revision 0005)
 
 
 class OutboxItem(Base):
@@ -214,3 +215,27 @@ class SharedValue(Base):
     key = Column(String(128), primary_key=True)
     value = Column(Text, nullable=False)
     expires_at = Column(DateTime(timezone=True), nullable=True)
+
+
+class SeenNonce(Base):
+    """A signed request accepted within its timestamp window (revision 0005).
+
+    The same nonce with the same body is a retry; with another body it is a replay."""
+
+    __tablename__ = "seen_nonces"
+
+    scope = Column(String(32), primary_key=True)  # wechat | governance | dissuasion ...
+    nonce_key = Column(String(255), primary_key=True)
+    body_hash = Column(String(64), nullable=False)
+    expires_at = Column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class LoginAttempt(Base):
+    """Failed logins per (username, client IP) and per client IP (revision 0005)."""
+
+    __tablename__ = "login_attempts"
+
+    key = Column(String(200), primary_key=True)
+    failures = Column(Integer, nullable=False, default=0)
+    window_started_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    locked_until = Column(DateTime(timezone=True), nullable=True)

@@ -1,37 +1,72 @@
-"""One settings object for the whole project, read from the environment and `.env`."""
+"""One settings object for the whole project, read from the environment and `.env`.
+
+`.env` is parsed by python-dotenv (quotes, inline comments, `export` prefixes), and the
+environment wins over it. `.env.example` lists every setting with a comment.
+
+`JMT_ENV` decides the posture: `development` (what `make run` and `make test` set) fills
+in local stand-ins and generated secrets; anything else is production, which fails
+closed (`check_for_production`) on every development default.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a minimal KEY=VALUE `.env` file (comments and blank lines ignored)."""
-    values: dict[str, str] = {}
+@lru_cache(maxsize=4)
+def _dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     """The environment wins over `.env`, which wins over the default."""
     if name in os.environ:
         return os.environ[name]
-    return _read_dotenv(REPO_ROOT / ".env").get(name, default)
+    return _dotenv(REPO_ROOT / ".env").get(name, default)
+
+
+def development_secret(var_dir: Path, name: str) -> str:
+    """A random secret generated once into `var/` and reused (development only), so every
+    local process (Rasa, the action server, gateway workers) agrees without configuration."""
+    path = var_dir / name
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:  # O_EXCL: two processes starting at once end up with the same secret
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(value)
+    return value
 
 
 DEV_WECHAT_TOKEN = "jmt-development-token"  # development only; production must set its own
+# Every value development fills in by itself; production refuses each of them.
+DEVELOPMENT_DEFAULTS = frozenset(
+    {
+        DEV_WECHAT_TOKEN,
+        "wx-jmt-development",
+        "jmt-development-secret",
+        "SEC-jmt-development",
+        "jmt-development-governance",
+        "jmt-development-governance-callback",
+        "changeme",
+        "change-me",
+    }
+)
+WECHAT_MODES = ("plain", "compat", "safe")
 
 
 class SettingsError(RuntimeError):
@@ -54,15 +89,24 @@ class Settings:
     dingtalk_webhook_url: str | None
     dingtalk_secret: str | None
     governance_webhook_url: str | None
-    governance_secret: str | None
+    governance_secret: str | None  # signs the tickets we send
+    governance_callback_secret: str | None  # verifies the platform's status callbacks
     action_server_url: str
     console_url: str  # links in notifications point here
     var_dir: Path = field(default=REPO_ROOT / "var")
+    # ---- secure by default (issue 8)
+    rasa_token: str | None = None  # Rasa's HTTP API token (`rasa run --auth-token`)
+    rasa_host: str = "127.0.0.1"  # where Rasa listens
+    actions_host: str = "127.0.0.1"  # where the action server listens
+    actions_token: str | None = None  # shared secret Rasa sends the action server
+    wechat_mode: str = "plain"  # plain | compat | safe (WeChat's 消息加解密方式)
+    retention_days: int = 180  # residents' words and closed cases are anonymised after this
 
     @classmethod
     def from_env(cls) -> Settings:
         var_dir = Path(_env("JMT_VAR_DIR") or REPO_ROOT / "var")
-        environment = (_env("JMT_ENV") or "development").lower()
+        # Unset means production: a server started by hand fails closed, never open.
+        environment = (_env("JMT_ENV") or "production").strip().lower()
         development = environment == "development"
         simulator = _env("JMT_SIMULATOR")
         local = f"http://127.0.0.1:{_env('GATEWAY_PORT', '8000')}"
@@ -94,10 +138,24 @@ class Settings:
             or (f"{local}/simulator/governance/tickets" if development else None),
             governance_secret=_env("GOVERNANCE_SECRET")
             or ("jmt-development-governance" if development else None),
+            governance_callback_secret=_env("GOVERNANCE_CALLBACK_SECRET")
+            or ("jmt-development-governance-callback" if development else None),
             console_url=_env("CONSOLE_URL") or local,
             action_server_url=_env("ACTION_SERVER_URL")
             or f"http://127.0.0.1:{_env('ACTIONS_PORT', '5055')}",
             var_dir=var_dir,
+            rasa_token=_env("RASA_TOKEN")
+            or (development_secret(var_dir, "rasa-token") if development else None),
+            rasa_host=_env("RASA_HOST") or "127.0.0.1",
+            actions_host=_env("ACTIONS_HOST") or "127.0.0.1",
+            actions_token=_env("ACTIONS_TOKEN")
+            or (development_secret(var_dir, "actions-token") if development else None),
+            wechat_mode=(
+                _env("WECHAT_MODE") or ("compat" if _env("WECHAT_ENCODING_AES_KEY") else "plain")
+            )
+            .strip()
+            .lower(),
+            retention_days=int(_env("RETENTION_DAYS") or 180),
         )
 
     @property

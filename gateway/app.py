@@ -15,7 +15,18 @@ from gateway import protocol
 from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
-from gateway.routes import auth, cases, conversations, events, health, metrics, nlu, tickets, wechat
+from gateway.routes import (
+    auth,
+    cases,
+    conversations,
+    events,
+    health,
+    metrics,
+    nlu,
+    tickets,
+    webhooks,
+    wechat,
+)
 from gateway.service import PASSIVE_BUDGET, ActionServerProbe, InboundService
 from integrations.governance import client_from_settings
 from integrations.notify import notifier_from_settings
@@ -98,6 +109,7 @@ def create_app(
         conversations.router,
         cases.router,
         tickets.router,
+        webhooks.router,
         events.router,
         metrics.router,
         nlu.router,

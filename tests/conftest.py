@@ -14,9 +14,12 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from actions import records
-from casework import db
-from casework.settings import get_settings
+# Tests are development unless a test says otherwise (unset JMT_ENV means production).
+os.environ.setdefault("JMT_ENV", "development")
+
+from actions import records  # noqa: E402
+from casework import db  # noqa: E402
+from casework.settings import get_settings  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
