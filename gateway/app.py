@@ -24,6 +24,7 @@ from gateway.routes import (
     metrics,
     nlu,
     tickets,
+    vocabulary,
     webhooks,
     wechat,
 )
@@ -113,6 +114,7 @@ def create_app(
         events.router,
         metrics.router,
         nlu.router,
+        vocabulary.router,
         console.router,
     ):
         app.include_router(router)

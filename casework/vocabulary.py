@@ -1,0 +1,164 @@
+"""The shared vocabulary: every code the console shows, with its Chinese label, in one place.
+
+Categories, priorities (with their response targets), case statuses and hand-off
+reasons, desks, roles, ticket kinds and states, the trainers' inbox reasons and entities,
+and the names of the details an intake collects. Codes come from the module that owns
+them (`casework.cases`, `casework.accounts`, `casework.tickets`, `casework.nlu_inbox`);
+labels that used to live only in the console's HTML and JavaScript are defined here.
+`GET /api/vocabulary` serves `vocabulary()` and the console builds its selects and badges
+from it, so a new category or state is added in Python once and never re-typed in JS.
+The intent → category mapping stays in `bot/triage.yml` (`casework.triage`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel
+
+from casework import accounts, cases, nlu_inbox, tickets
+
+PRIORITY_LABELS = {"urgent": "紧急", "high": "高", "normal": "普通", "low": "低"}
+
+CASE_STATUS_LABELS = {"open": "待认领", "claimed": "处理中", "closed": "已办结"}
+
+# Why a conversation was handed to an officer (Case.reason), set by actions and gateway.
+CASE_REASON_LABELS = {
+    "money_lost": "已转账受骗",
+    "resident_request": "群众要求民警处理",
+    "dissuaded": "已劝阻（记录备查）",
+    "dog_bite": "犬只伤人",
+    "emergency": "紧急警情",
+    "fallback": "机器人无法解答",
+    "bot_unavailable": "机器人服务不可用",
+    "ticket_rejected": "治理平台退回",
+    "ticket_overdue": "治理平台超期未办结",
+    "ticket_not_sent": "工单无法送达治理平台",
+}
+
+ROLE_LABELS = {"officer": "民警", "commander": "指挥长", "trainer": "训练师", "admin": "管理员"}
+
+# A ticket's life: sent by the ticket worker, then moved by the platform's callbacks;
+# 'linked' joins a duplicate report to the open ticket of the same place.
+TICKET_STATE_LABELS = {
+    "pending": "待推送",
+    "sent": "已推送",
+    "accepted": "已受理",
+    "in_progress": "处理中",
+    "resolved": "已办结",
+    "rejected": "已退回",
+    "linked": "已合并",
+}
+
+ENTITY_LABELS = {
+    "address": "地址",
+    "time": "时间",
+    "amount": "金额",
+    "phone": "电话",
+    "bank_account": "银行账户",
+    "fraud_type": "诈骗类型",
+    "platform": "平台",
+    "injury": "伤情",
+    "legal_topic": "法律问题",
+}
+
+# The details an intake collects (Case.details keys), in the order an officer reads them.
+DETAIL_LABELS = {
+    "money_lost": "是否已转账",
+    "amount_yuan": "涉案金额",
+    "amount": "金额（原话）",
+    "event_time_iso": "发生时间",
+    "event_time": "时间（原话）",
+    "payment_method": "支付方式",
+    "scammer_phones": "对方号码",
+    "scammer_accounts": "对方账户",
+    "scammer_contact": "对方联系方式",
+    "fraud_type": "诈骗类型",
+    "platform": "平台",
+    "dissuaded": "是否已劝阻",
+    "location": "地点",
+    "street": "街道",
+    "community": "社区",
+    "noise_source": "噪音来源",
+    "noise_ongoing": "是否仍在持续",
+    "dog_incident": "犬只情况",
+    "bitten": "是否有人被咬",
+    "injury": "伤情",
+    "legal_topic": "法律问题",
+    "wants_officer": "要求民警联系",
+    "ticket_id": "工单号",
+    "note": "说明",
+    "first_message": "群众原话",
+}
+
+
+class Term(BaseModel):
+    """One code and what the console shows for it."""
+
+    value: str
+    label: str
+
+
+class CategoryTerm(Term):
+    desk: str | None  # the desk the category needs; None: the community officer
+
+
+class PriorityTerm(Term):
+    response_target_seconds: int  # the first reply within this counts as timely
+
+
+class TicketStateTerm(Term):
+    open: bool  # still waiting for the platform (can become overdue)
+
+
+class VocabularyPublic(BaseModel):
+    categories: list[CategoryTerm]
+    priorities: list[PriorityTerm]  # most urgent first
+    case_statuses: list[Term]
+    case_reasons: list[Term]
+    desks: list[Term]
+    roles: list[Term]
+    ticket_kinds: list[Term]
+    ticket_states: list[TicketStateTerm]
+    ticket_target_seconds: int
+    nlu_reasons: list[Term]
+    entities: list[Term]
+    details: list[Term]
+
+
+def _terms(labels: dict[str, str], order: tuple[str, ...] | None = None) -> list[Term]:
+    return [Term(value=code, label=labels[code]) for code in (order or tuple(labels))]
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> VocabularyPublic:
+    """Built once per process: every piece is a module constant."""
+    return VocabularyPublic(
+        categories=[
+            CategoryTerm(
+                value=code, label=cases.CATEGORY_LABELS[code], desk=cases.DESK_BY_CATEGORY[code]
+            )
+            for code in cases.CATEGORIES
+        ],
+        priorities=[
+            PriorityTerm(
+                value=code,
+                label=PRIORITY_LABELS[code],
+                response_target_seconds=int(cases.RESPONSE_TARGETS[code].total_seconds()),
+            )
+            for code in cases.PRIORITIES
+        ],
+        case_statuses=_terms(CASE_STATUS_LABELS),
+        case_reasons=_terms(CASE_REASON_LABELS),
+        desks=[Term(value=desk, label=desk) for desk in accounts.DESKS],
+        roles=_terms(ROLE_LABELS, accounts.ROLES),
+        ticket_kinds=_terms(tickets.KIND_LABELS),
+        ticket_states=[
+            TicketStateTerm(value=code, label=label, open=code in cases.OPEN_TICKET_STATES)
+            for code, label in TICKET_STATE_LABELS.items()
+        ],
+        ticket_target_seconds=int(cases.TICKET_TARGET.total_seconds()),
+        nlu_reasons=_terms(nlu_inbox.REASON_LABELS, nlu_inbox.REASONS),
+        entities=_terms(ENTITY_LABELS, nlu_inbox.ENTITY_NAMES),
+        details=_terms(DETAIL_LABELS),
+    )

@@ -1,0 +1,18 @@
+"""GET /api/vocabulary — the codes and Chinese labels the console shows (casework.vocabulary)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from casework.vocabulary import VocabularyPublic, vocabulary
+from gateway.deps import CurrentUser
+
+router = APIRouter(prefix="/api", tags=["vocabulary"])
+
+
+@router.get("/vocabulary", response_model=VocabularyPublic)
+def get_vocabulary(user: CurrentUser, response: Response) -> VocabularyPublic:
+    """Every signed-in role reads it (labels only, nothing about residents); it changes
+    only with a deployment, so the browser may keep it for the length of a page visit."""
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return vocabulary()
