@@ -1,7 +1,9 @@
 """Pages of the officer console and their static files.
 
 Every page is a small HTML shell: the data comes from the JSON API (docs/console-api.md),
-fetched by the page's script with the bearer token from `sessionStorage`. Nothing here
+fetched by the page's script with the bearer token from `sessionStorage`. Selects of codes
+(categories, ticket kinds and states, desks, NLU reasons) are filled from
+`GET /api/vocabulary`, so no label is copied into these pages. Nothing here
 reads the database or needs a login — an anonymous visitor gets empty shells whose
 scripts send them to the login page.
 
@@ -185,13 +187,6 @@ CASE = """<p class="crumbs"><a href="/console">← 返回待办队列</a></p>
           <form id="category-form">
             <select id="category-target" required>
               <option value="">— 正确的类别 —</option>
-              <option value="fraud_suspicion">涉诈</option>
-              <option value="emergency">紧急警情</option>
-              <option value="legal_help">法律求助</option>
-              <option value="noise_complaint">噪音投诉</option>
-              <option value="dog_complaint">犬只投诉</option>
-              <option value="faq">办事咨询</option>
-              <option value="other">其他</option>
             </select>
             <button type="submit">确认更正</button>
           </form>
@@ -201,9 +196,6 @@ CASE = """<p class="crumbs"><a href="/console">← 返回待办队列</a></p>
           <form id="divert-form">
             <select id="divert-kind" required>
               <option value="">— 事项类型 —</option>
-              <option value="noise">噪音扰民</option>
-              <option value="dog">犬只问题</option>
-              <option value="dispute">邻里纠纷</option>
             </select>
             <textarea id="divert-note" rows="2" maxlength="1000"
               placeholder="给治理中心的说明"></textarea>
@@ -244,13 +236,6 @@ TICKETS = """<div class="page-head">
   <label class="muted">状态
     <select id="ticket-status">
       <option value="">全部</option>
-      <option value="pending">待推送</option>
-      <option value="sent">已推送</option>
-      <option value="accepted">已受理</option>
-      <option value="in_progress">处理中</option>
-      <option value="resolved">已办结</option>
-      <option value="rejected">已退回</option>
-      <option value="linked">已合并</option>
     </select>
   </label>
   <span id="ticket-stats" class="muted"></span>
@@ -294,11 +279,6 @@ NLU = """<div class="page-head">
   <label class="muted">原因
     <select id="nlu-reason">
       <option value="">全部</option>
-      <option value="low_confidence">置信度低</option>
-      <option value="fallback">未识别</option>
-      <option value="ambiguous">前两名接近</option>
-      <option value="corrected">民警改过类别</option>
-      <option value="sample">随机抽样</option>
     </select>
   </label>
   <label class="muted">意图 <input id="nlu-intent" size="14" placeholder="如 report_fraud"></label>

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from casework.vocabulary import VocabularyPublic, vocabulary
 from gateway.deps import CurrentUser
@@ -11,8 +11,6 @@ router = APIRouter(prefix="/api", tags=["vocabulary"])
 
 
 @router.get("/vocabulary", response_model=VocabularyPublic)
-def get_vocabulary(user: CurrentUser, response: Response) -> VocabularyPublic:
-    """Every signed-in role reads it (labels only, nothing about residents); it changes
-    only with a deployment, so the browser may keep it for the length of a page visit."""
-    response.headers["Cache-Control"] = "private, max-age=300"
+def get_vocabulary(user: CurrentUser) -> VocabularyPublic:
+    """Every signed-in role reads it: labels only, nothing about residents."""
     return vocabulary()

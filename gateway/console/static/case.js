@@ -12,46 +12,9 @@
   let deadline = null;
   let myId = null;
 
-  const REASONS = {
-    money_lost: "已转账受骗",
-    resident_request: "群众要求民警处理",
-    dissuaded: "已劝阻（记录备查）",
-    dog_bite: "犬只伤人",
-    emergency: "紧急警情",
-    fallback: "机器人无法解答",
-    bot_unavailable: "机器人服务不可用",
-    ticket_rejected: "治理平台退回",
-    ticket_overdue: "治理平台超期未办结",
-    ticket_not_sent: "工单无法送达治理平台",
-  };
-  // Collected details in the order an officer reads them; unknown keys follow.
-  const DETAILS = [
-    ["money_lost", "是否已转账"],
-    ["amount_yuan", "涉案金额"],
-    ["amount", "金额（原话）"],
-    ["event_time_iso", "发生时间"],
-    ["event_time", "时间（原话）"],
-    ["payment_method", "支付方式"],
-    ["scammer_phones", "对方号码"],
-    ["scammer_accounts", "对方账户"],
-    ["scammer_contact", "对方联系方式"],
-    ["fraud_type", "诈骗类型"],
-    ["platform", "平台"],
-    ["dissuaded", "是否已劝阻"],
-    ["location", "地点"],
-    ["street", "街道"],
-    ["community", "社区"],
-    ["noise_source", "噪音来源"],
-    ["noise_ongoing", "是否仍在持续"],
-    ["dog_incident", "犬只情况"],
-    ["bitten", "是否有人被咬"],
-    ["injury", "伤情"],
-    ["legal_topic", "法律问题"],
-    ["wants_officer", "要求民警联系"],
-    ["ticket_id", "工单号"],
-    ["note", "说明"],
-    ["first_message", "群众原话"],
-  ];
+  // Collected details are shown in the vocabulary's order (GET /api/vocabulary `details`);
+  // keys it does not know follow, under their own names.
+  let detailOrder = [];
   // The gateway already marks other kinds in the content ("[位置] …", "[图片]").
   const MSG_TYPES = { voice: "［语音转文字］" };
   const DELIVERY = { queued: "排队发送", sent: "已发送", failed: "发送失败", sending: "发送中" };
@@ -94,7 +57,7 @@
     const details = c.details || {};
     const shown = new Set();
     const row = (label, ...value) => list.append(h("dt", {}, label), h("dd", {}, ...value));
-    for (const [key, label] of DETAILS) {
+    for (const { value: key, label } of detailOrder) {
       if (!(key in details)) continue;
       const value = details[key];
       shown.add(key);
@@ -120,12 +83,12 @@
     const list = clear($("case-meta"));
     const row = (label, ...value) => list.append(h("dt", {}, label), h("dd", {}, ...value));
     row("接报时间", JMT.fmtTime(c.created_at, { seconds: true }));
-    row("转人工原因", REASONS[c.reason] || c.reason || "—");
+    row("转人工原因", JMT.label("case_reasons", c.reason));
     const where = [c.street, c.community].filter(Boolean).join(" ");
     row("所属社区", where || "未定位");
     row("承办部门", c.desk || "社区民警");
     row("指派民警", JMT.officerName(c.assigned_to) || "—");
-    row("处理人", JMT.officerName(c.claimed_by) || h("span", { className: "muted" }, "待认领"));
+    row("处理人", JMT.officerName(c.claimed_by) || h("span", { className: "muted" }, JMT.label("case_statuses", "open")));
     row("首次答复", c.first_reply_at ? JMT.fmtTime(c.first_reply_at, { seconds: true }) : "尚未答复");
     if (c.notify_status === "failed") {
       row("通知", h("span", { className: "fail" }, "通知失败"),
@@ -186,7 +149,7 @@
       list.append(
         h("li", {},
           h("span", { className: "by" },
-            `#${other.id} · ${other.category_label} · ${JMT.CASE_STATUS[other.status] || other.status}` +
+            `#${other.id} · ${other.category_label} · ${JMT.label("case_statuses", other.status)}` +
             ` · ${JMT.fmtTime(other.created_at)}`),
           h("a", { href: "/console/cases/" + encodeURIComponent(other.id) }, other.summary || "（无摘要）"))
       );
@@ -200,8 +163,8 @@
       list.append(
         h("li", {},
           h("span", { className: "by" },
-            `工单 #${t.id} · ${t.kind_label || JMT.TICKET_KIND[t.kind] || t.kind} · ${JMT.fmtTime(t.created_at)}`),
-          JMT.statusBadge(t.status, JMT.TICKET_STATUS), " ",
+            `工单 #${t.id} · ${t.kind_label || JMT.label("ticket_kinds", t.kind)} · ${JMT.fmtTime(t.created_at)}`),
+          JMT.statusBadge(t.status, "ticket_states"), " ",
           t.overdue ? h("span", { className: "tag red" }, "已超期") : null,
           t.status_note ? h("div", { className: "muted" }, "平台反馈：" + t.status_note) : null)
       );
@@ -401,16 +364,18 @@
 
   // ------------------------------------------------------------------ start
 
-  async function fillSelects() {
+  async function fillSelects(vocab) {
     const [replies, officers] = await Promise.all([
       api("/api/canned-replies").catch(() => []),
       api("/api/officers").catch(() => []),
     ]);
     const canned = $("canned");
     for (const text of replies) canned.append(h("option", { value: text }, text));
+    JMT.fillOptions($("category-target"), vocab.categories);
+    JMT.fillOptions($("divert-kind"), vocab.ticket_kinds);
     const target = $("transfer-target");
     target.append(h("optgroup", { label: "转部门" },
-      JMT.DESKS.map((d) => h("option", { value: "desk:" + d }, d + "部门"))));
+      vocab.desks.map((d) => h("option", { value: "desk:" + d.value }, d.label + "部门"))));
     const people = officers.filter((o) => o.id !== myId);
     if (people.length) {
       target.append(h("optgroup", { label: "转民警" },
@@ -430,11 +395,14 @@
     message: (data) => data.case_id === caseId && refresh(),
   });
   setInterval(tick, 1000);
-  JMT.me()
-    .then((user) => (myId = user.id))
-    .catch(() => {})
-    .finally(() => {
-      fillSelects();
+  // The vocabulary first: the selects and every label on the page come from it.
+  Promise.all([JMT.me().then((user) => (myId = user.id)), JMT.vocabulary()])
+    .then(([, vocab]) => {
+      detailOrder = vocab.details;
+      fillSelects(vocab);
       load();
+    })
+    .catch((e) => {
+      if (e.status !== 401) showError($("case-error"), "页面加载失败：" + e.message);
     });
 })();

@@ -4,6 +4,7 @@
  * - h(): builds DOM nodes; text always goes through text nodes (never as markup), so
  *   nothing the API returns can inject markup.
  * - formatting in Beijing time (UTC+8, no daylight saving) whatever the browser's zone.
+ * - vocabulary()/label(): codes → Chinese labels from GET /api/vocabulary (never copied here).
  * - live(): the server-sent event stream with the 实时 indicator.
  */
 "use strict";
@@ -12,25 +13,43 @@ const JMT = (() => {
   const TOKEN_KEY = "jmtConsoleToken";
   const BEIJING_OFFSET_MS = 8 * 3600 * 1000;
 
-  const PRIORITY = {
-    urgent: "紧急",
-    high: "高",
-    normal: "普通",
-    low: "低",
-  };
-  const CASE_STATUS = { open: "待认领", claimed: "处理中", closed: "已办结" };
-  const TICKET_STATUS = {
-    pending: "待推送",
-    sent: "已推送",
-    accepted: "已受理",
-    in_progress: "处理中",
-    resolved: "已办结",
-    rejected: "已退回",
-    linked: "已合并",
-  };
-  const TICKET_KIND = { noise: "噪音扰民", dog: "犬只问题", dispute: "邻里纠纷" };
-  const DESKS = ["治安", "法制", "交警", "出入境", "反诈"];
-  const ROLE = { officer: "民警", commander: "指挥长", admin: "管理员", trainer: "训练师" };
+  // ------------------------------------------------------------------ vocabulary
+
+  // Codes and their Chinese labels (categories, priorities, statuses, desks …) come from
+  // GET /api/vocabulary (casework/vocabulary.py), fetched once per page: never copy them here.
+  const LABELS = {}; // group → {code: label}, filled by vocabulary()
+  let vocabularyPromise = null;
+
+  /** The vocabulary (a promise, fetched once per page); fills label() on the way. */
+  function vocabulary() {
+    if (!vocabularyPromise) {
+      vocabularyPromise = api("/api/vocabulary").then((vocab) => {
+        for (const [group, terms] of Object.entries(vocab)) {
+          if (!Array.isArray(terms)) continue;
+          LABELS[group] = Object.fromEntries(terms.map((t) => [t.value, t.label]));
+        }
+        return vocab;
+      });
+      vocabularyPromise.catch(() => (vocabularyPromise = null)); // let a later call retry
+    }
+    return vocabularyPromise;
+  }
+
+  /** label("priorities", "urgent") → 紧急 (its label); the code itself when the group lacks it. */
+  function label(group, code) {
+    const known = LABELS[group] && LABELS[group][code];
+    return known || (code === null || code === undefined || code === "" ? "—" : String(code));
+  }
+
+  function hasLabel(group, code) {
+    return Boolean(LABELS[group] && LABELS[group][code]);
+  }
+
+  /** Append one <option> per term to a <select> (after its placeholder). */
+  function fillOptions(select, terms, text = (t) => t.label, value = (t) => t.value) {
+    for (const term of terms) select.append(h("option", { value: value(term) }, text(term)));
+    return select;
+  }
 
   // ------------------------------------------------------------------ token and API
 
@@ -251,13 +270,14 @@ const JMT = (() => {
   function priorityBadge(priority) {
     return h(
       "span",
-      { className: "prio prio-" + (PRIORITY[priority] ? priority : "low") },
-      PRIORITY[priority] || priority || "—"
+      { className: "prio prio-" + (hasLabel("priorities", priority) ? priority : "low") },
+      label("priorities", priority)
     );
   }
 
-  function statusBadge(status, labels = CASE_STATUS) {
-    return h("span", { className: "status status-" + status }, labels[status] || status || "—");
+  /** A status badge; `group` is "case_statuses" or "ticket_states". */
+  function statusBadge(status, group = "case_statuses") {
+    return h("span", { className: "status status-" + status }, label(group, status));
   }
 
   function officerName(person) {
@@ -282,7 +302,7 @@ const JMT = (() => {
 
   /** Render the countdown cell content: [text, className]. */
   function countdownText(item, dl) {
-    if (item.status === "closed") return ["已办结", "ok"];
+    if (item.status === "closed") return [label("case_statuses", "closed"), "ok"];
     if (item.first_reply_at) {
       const late = dl && parseTime(item.first_reply_at) > dl.due;
       return [late ? "已答复（超时）" : "已答复", late ? "overdue" : "ok"];
@@ -314,11 +334,11 @@ const JMT = (() => {
         location.replace("/console/login");
       });
     }
-    me()
-      .then((user) => {
-        const label = `${user.name || user.username}（${ROLE[user.role] || user.role}` +
+    Promise.all([me(), vocabulary().catch(() => null)])
+      .then(([user]) => {
+        const who = `${user.name || user.username}（${label("roles", user.role)}` +
           (user.desk ? `·${user.desk}` : user.community ? `·${user.community}` : "") + "）";
-        $("me").textContent = label;
+        $("me").textContent = who;
       })
       .catch(() => {});
     return true;
@@ -382,7 +402,7 @@ const JMT = (() => {
   }
 
   return {
-    PRIORITY, CASE_STATUS, TICKET_STATUS, TICKET_KIND, DESKS, ROLE,
+    vocabulary, label, fillOptions,
     token, setToken, toLogin, api, ApiError,
     h, $, clear, showError, toast,
     parseTime, fmtTime, fmtShort, fmtDate, fmtDuration, fmtSpan, fmtYuan, fmtPercent,

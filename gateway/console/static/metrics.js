@@ -7,15 +7,7 @@
   if (!JMT.initChrome()) return;
 
   const SVG = "http://www.w3.org/2000/svg";
-  const CATEGORY_LABELS = {
-    fraud_suspicion: "涉诈",
-    emergency: "紧急警情",
-    legal_help: "法律求助",
-    noise_complaint: "噪音投诉",
-    dog_complaint: "犬只投诉",
-    faq: "办事咨询",
-    other: "其他",
-  };
+  // Presentation only: the priorities themselves (order, labels) come from the vocabulary.
   const COLORS = { urgent: "#d4282f", high: "#e67300", normal: "#1f63c6", low: "#8a939f" };
   const BAR = "#1f63c6";
   let days = 30;
@@ -134,7 +126,7 @@
 
   // ------------------------------------------------------------------ the page
 
-  function render(m) {
+  function render(m, vocab) {
     const since = JMT.parseTime(m.window && m.window.since);
     const until = JMT.parseTime(m.window && m.window.until);
     $("metrics-range").textContent =
@@ -161,7 +153,7 @@
 
     const byCategory = m.volume_by_category || {};
     hbars($("chart-category"), Object.entries(byCategory).map(([key, value]) => ({
-      label: CATEGORY_LABELS[key] || key, value: Number(value) || 0,
+      label: JMT.label("categories", key), value: Number(value) || 0,
     })));
 
     vbars($("chart-daily"), (m.volume_by_day || []).map((d) => ({
@@ -170,14 +162,14 @@
       title: `${d.day}：案件 ${d.cases || 0} 件，群众消息 ${d.inbound_messages || 0} 条`,
     })));
 
-    const priorities = ["urgent", "high", "normal", "low"];
+    const priorities = vocab.priorities.map((p) => p.value); // most urgent first
     const byPriority = m.timely_by_priority || {};
     vbars($("chart-priority"), priorities.map((p) => {
       const row = byPriority[p] || {};
       return {
-        label: JMT.PRIORITY[p],
+        label: JMT.label("priorities", p),
         value: row.rate ?? null,
-        title: `${JMT.PRIORITY[p]}：${pct(row.rate)}（及时 ${row.timely ?? 0} / 计入 ${row.counted ?? 0}）`,
+        title: `${JMT.label("priorities", p)}：${pct(row.rate)}（及时 ${row.timely ?? 0} / 计入 ${row.counted ?? 0}）`,
       };
     }), { percent: true, colors: priorities.map((p) => COLORS[p]) });
 
@@ -200,9 +192,9 @@
 
   async function load() {
     try {
-      const m = await api("/api/metrics?days=" + days);
+      const [m, vocab] = await Promise.all([api("/api/metrics?days=" + days), JMT.vocabulary()]);
       showError($("metrics-error"), "");
-      render(m);
+      render(m, vocab);
     } catch (e) {
       if (e.status !== 401) showError($("metrics-error"), "统计数据加载失败：" + e.message);
     }

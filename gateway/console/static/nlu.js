@@ -14,18 +14,9 @@
   const { $, h, clear, showError, api, toast } = JMT;
   if (!JMT.initChrome()) return;
 
-  const ENTITY_LABELS = {
-    address: "地址",
-    time: "时间",
-    amount: "金额",
-    phone: "电话",
-    bank_account: "银行账户",
-    fraud_type: "诈骗类型",
-    platform: "平台",
-    injury: "伤情",
-    legal_topic: "法律问题",
-  };
-  const ENTITIES = Object.keys(ENTITY_LABELS);
+  // Entity names and labels come from the vocabulary (GET /api/vocabulary `entities`).
+  let ENTITIES = [];
+  const entityLabel = (name) => JMT.label("entities", name);
 
   let items = [];
   let intents = [];
@@ -102,7 +93,7 @@
       h(
         "div",
         { className: "nowrap" },
-        h("span", { className: "tag" }, ENTITY_LABELS[e.entity] || e.entity),
+        h("span", { className: "tag" }, entityLabel(e.entity)),
         " ",
         textSpan(item.text, e.start, e.end),
         " ",
@@ -266,11 +257,11 @@
     }
     const [index, start, end] = span;
     current = index;
-    const choices = ENTITIES.map((name, at) => `${at + 1} ${name}（${ENTITY_LABELS[name]}）`).join("\n");
+    const choices = ENTITIES.map((name, at) => `${at + 1} ${name}（${entityLabel(name)}）`).join("\n");
     const answer = window.prompt(`「${textSpan(items[index].text, start, end)}」是哪种实体？输入序号或名称：\n${choices}`, "");
     if (answer === null) return;
     const value = answer.trim();
-    const entity = /^\d+$/.test(value) ? ENTITIES[Number(value) - 1] : ENTITIES.find((n) => n === value || ENTITY_LABELS[n] === value);
+    const entity = /^\d+$/.test(value) ? ENTITIES[Number(value) - 1] : ENTITIES.find((n) => n === value || entityLabel(n) === value);
     if (!entity) {
       toast("未知实体：" + value, true);
       return;
@@ -392,5 +383,11 @@
   $("nlu-export").addEventListener("click", exportData);
 
   loadIntents();
-  load();
+  JMT.vocabulary()
+    .then((vocab) => {
+      ENTITIES = vocab.entities.map((e) => e.value);
+      JMT.fillOptions($("nlu-reason"), vocab.nlu_reasons);
+    })
+    .catch((e) => e.status !== 401 && showError($("nlu-error"), "词表加载失败：" + e.message))
+    .finally(load);
 })();

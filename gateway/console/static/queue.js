@@ -30,7 +30,7 @@
     if (claimed) return h("span", {}, claimed);
     if (item.status === "closed") return h("span", { className: "muted" }, "—");
     return [
-      h("span", { className: "tag" }, "待认领"),
+      h("span", { className: "tag" }, JMT.label("case_statuses", "open")),
       assigned ? h("div", { className: "muted" }, "指派：" + assigned) : null,
     ];
   }
@@ -102,7 +102,8 @@
     $("queue-stats").textContent =
       status === "closed"
         ? `共 ${items.length} 件`
-        : `共 ${items.length} 件 · 待认领 ${open} · 紧急 ${urgent} · 超时 ${overdue}`;
+        : `共 ${items.length} 件 · ${JMT.label("case_statuses", "open")} ${open} · ` +
+          `${JMT.label("priorities", "urgent")} ${urgent} · 超时 ${overdue}`;
     document.title = (open && status !== "closed" ? `(${open}) ` : "") + "待办队列 · 镇海警民通";
   }
 
@@ -114,7 +115,10 @@
     loading = true;
     try {
       const fetchedAt = Date.now();
-      const items = await api("/api/cases?status=" + encodeURIComponent(status));
+      const [items] = await Promise.all([
+        api("/api/cases?status=" + encodeURIComponent(status)),
+        JMT.vocabulary(), // the badges' labels
+      ]);
       showError($("queue-error"), "");
       render(items, fetchedAt);
     } catch (e) {

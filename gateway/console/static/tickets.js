@@ -15,11 +15,11 @@
       "tr",
       { className: t.overdue ? "overdue-row" : null, dataset: { ticketId: t.id } },
       h("td", { className: "nowrap" }, `#${t.id}`),
-      h("td", { className: "nowrap" }, t.kind_label || JMT.TICKET_KIND[t.kind] || t.kind),
+      h("td", { className: "nowrap" }, t.kind_label || JMT.label("ticket_kinds", t.kind)),
       h(
         "td",
         { className: "nowrap" },
-        JMT.statusBadge(t.status, JMT.TICKET_STATUS),
+        JMT.statusBadge(t.status, "ticket_states"),
         t.overdue ? h("div", {}, h("span", { className: "tag red" }, "已超期")) : null,
         t.linked_to_id ? h("div", { className: "muted" }, `并入 #${t.linked_to_id}`) : null
       ),
@@ -49,7 +49,10 @@
   async function load() {
     const status = $("ticket-status").value;
     try {
-      const items = await api("/api/tickets" + (status ? "?status=" + encodeURIComponent(status) : ""));
+      const [items] = await Promise.all([
+        api("/api/tickets" + (status ? "?status=" + encodeURIComponent(status) : "")),
+        JMT.vocabulary(),
+      ]);
       showError($("tickets-error"), "");
       const body = clear($("tickets-body"));
       for (const t of items) body.append(row(t));
@@ -63,5 +66,8 @@
 
   $("ticket-status").addEventListener("change", load);
   setInterval(load, 60000);
+  JMT.vocabulary()
+    .then((vocab) => JMT.fillOptions($("ticket-status"), vocab.ticket_states))
+    .catch((e) => e.status !== 401 && showError($("tickets-error"), "词表加载失败：" + e.message));
   load();
 })();
