@@ -1,13 +1,14 @@
 """The shared vocabulary: every code the console shows, with its Chinese label, in one place.
 
 Categories, priorities (with their response targets), case statuses and hand-off
-reasons, desks, roles, ticket kinds and states, the trainers' inbox reasons and entities,
-and the names of the details an intake collects. Codes come from the module that owns
-them (`casework.cases`, `casework.accounts`, `casework.tickets`, `casework.nlu_inbox`);
-labels that used to live only in the console's HTML and JavaScript are defined here.
-`GET /api/vocabulary` serves `vocabulary()` and the console builds its selects and badges
-from it, so a new category or state is added in Python once and never re-typed in JS.
-The intent → category mapping stays in `bot/triage.yml` (`casework.triage`).
+reasons, notification and message delivery states, desks, roles, ticket kinds and states,
+the trainers' inbox reasons and entities, and the names of the details an intake collects.
+Codes come from the module that owns them (`casework.cases`, `casework.accounts`,
+`casework.tickets`, `casework.nlu_inbox`); labels that used to live only in the console's
+HTML and JavaScript are defined here. `GET /api/vocabulary` serves `vocabulary()` and the
+console builds its selects and badges from it, so a new category or state is added in
+Python once and never re-typed in JS. The intent → category mapping stays in
+`bot/triage.yml` (`casework.triage`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,17 @@ TICKET_STATE_LABELS = {
     "resolved": "已办结",
     "rejected": "已退回",
     "linked": "已合并",
+    "failed": "无法送达",  # the dispatcher gave up sending; the ticket came back as a case
 }
+
+# An outbound message's delivery (Message.status) and a case's DingTalk notification.
+MESSAGE_STATUS_LABELS = {
+    "queued": "排队发送",
+    "sending": "发送中",
+    "sent": "已发送",
+    "failed": "发送失败",
+}
+NOTIFY_STATUS_LABELS = {"pending": "发送中", "sent": "已通知", "failed": "通知失败"}
 
 ENTITY_LABELS = {
     "address": "地址",
@@ -116,6 +127,8 @@ class VocabularyPublic(BaseModel):
     priorities: list[PriorityTerm]  # most urgent first
     case_statuses: list[Term]
     case_reasons: list[Term]
+    notify_statuses: list[Term]
+    message_statuses: list[Term]
     desks: list[Term]
     roles: list[Term]
     ticket_kinds: list[Term]
@@ -150,6 +163,8 @@ def vocabulary() -> VocabularyPublic:
         ],
         case_statuses=_terms(CASE_STATUS_LABELS),
         case_reasons=_terms(CASE_REASON_LABELS),
+        notify_statuses=_terms(NOTIFY_STATUS_LABELS),
+        message_statuses=_terms(MESSAGE_STATUS_LABELS),
         desks=[Term(value=desk, label=desk) for desk in accounts.DESKS],
         roles=_terms(ROLE_LABELS, accounts.ROLES),
         ticket_kinds=_terms(tickets.KIND_LABELS),

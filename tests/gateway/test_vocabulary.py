@@ -40,6 +40,23 @@ def test_every_code_of_the_domain_has_a_label_in_its_order():
             assert len(set(values(terms))) == len(terms), f"duplicate code in {field}"
 
 
+def test_every_ticket_state_the_code_sets_has_a_label():
+    # `ticket.status = "x"` and `ticket.status, ... = "x", ...` anywhere in the server code
+    assignment = re.compile(r'ticket\.status(?:,[^=\n]+)?\s*=\s*"(\w+)"')
+    set_in_code = {"pending"}  # the column's default, set by casework.cases.open_ticket
+    for path in [*REPO_ROOT.glob("casework/*.py"), *REPO_ROOT.glob("gateway/*.py")]:
+        set_in_code |= set(assignment.findall(path.read_text(encoding="utf-8")))
+    assert {"sent", "linked", "failed"} <= set_in_code, "the scan no longer finds assignments"
+    labelled = set(values(vocabulary.vocabulary().ticket_states))
+    assert set_in_code <= labelled, f"unlabelled ticket states: {set_in_code - labelled}"
+
+
+def test_delivery_and_notification_states_have_labels():
+    vocab = vocabulary.vocabulary()
+    assert {"queued", "sent", "failed"} <= set(values(vocab.message_statuses))
+    assert set(values(vocab.notify_statuses)) == {"pending", "sent", "failed"}
+
+
 def test_labels_and_targets_are_the_domains_own():
     vocab = vocabulary.vocabulary()
     fraud = next(c for c in vocab.categories if c.value == "fraud_suspicion")
@@ -78,6 +95,8 @@ LABELS = [
     *cases.CATEGORY_LABELS.values(),
     *vocabulary.PRIORITY_LABELS.values(),
     *vocabulary.CASE_STATUS_LABELS.values(),
+    *vocabulary.NOTIFY_STATUS_LABELS.values(),
+    *vocabulary.MESSAGE_STATUS_LABELS.values(),
     *vocabulary.TICKET_STATE_LABELS.values(),
     *nlu_inbox.REASON_LABELS.values(),
     *vocabulary.CASE_REASON_LABELS.values(),

@@ -17,7 +17,6 @@
   let detailOrder = [];
   // The gateway already marks other kinds in the content ("[位置] …", "[图片]").
   const MSG_TYPES = { voice: "［语音转文字］" };
-  const DELIVERY = { queued: "排队发送", sent: "已发送", failed: "发送失败", sending: "发送中" };
 
   // ------------------------------------------------------------------ rendering
 
@@ -91,10 +90,10 @@
     row("处理人", JMT.officerName(c.claimed_by) || h("span", { className: "muted" }, JMT.label("case_statuses", "open")));
     row("首次答复", c.first_reply_at ? JMT.fmtTime(c.first_reply_at, { seconds: true }) : "尚未答复");
     if (c.notify_status === "failed") {
-      row("通知", h("span", { className: "fail" }, "通知失败"),
+      row("通知", h("span", { className: "fail" }, JMT.label("notify_statuses", "failed")),
         c.notify_error ? h("div", { className: "muted" }, c.notify_error) : null);
     } else if (c.notify_status) {
-      row("通知", { sent: "已通知", pending: "发送中" }[c.notify_status] || c.notify_status);
+      row("通知", JMT.label("notify_statuses", c.notify_status));
     }
     if (c.status === "closed") {
       row("办结时间", JMT.fmtTime(c.closed_at));
@@ -124,7 +123,9 @@
       if (m.status === "failed") cls += " failed";
       const kind = MSG_TYPES[m.msg_type];
       const bits = [who, JMT.fmtShort(m.created_at)];
-      if (m.direction === "out" && m.status && DELIVERY[m.status]) bits.push(DELIVERY[m.status]);
+      if (m.direction === "out" && JMT.hasLabel("message_statuses", m.status)) {
+        bits.push(JMT.label("message_statuses", m.status));
+      }
       box.append(
         h("div", { className: "msg " + cls, dataset: { messageId: m.id } },
           h("span", { className: "by" }, bits.join(" · ")),

@@ -402,7 +402,7 @@ const JMT = (() => {
   }
 
   return {
-    vocabulary, label, fillOptions,
+    vocabulary, label, hasLabel, fillOptions,
     token, setToken, toLogin, api, ApiError,
     h, $, clear, showError, toast,
     parseTime, fmtTime, fmtShort, fmtDate, fmtDuration, fmtSpan, fmtYuan, fmtPercent,

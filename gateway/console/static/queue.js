@@ -36,12 +36,11 @@
   }
 
   function notify(item) {
+    const text = JMT.label("notify_statuses", item.notify_status);
     if (item.notify_status === "failed") {
-      return h("span", { className: "fail", title: item.notify_error || "" }, "通知失败");
+      return h("span", { className: "fail", title: item.notify_error || "" }, text);
     }
-    if (item.notify_status === "sent") return h("span", { className: "ok" }, "已通知");
-    if (item.notify_status === "pending") return h("span", { className: "muted" }, "发送中");
-    return h("span", { className: "muted" }, "—");
+    return h("span", { className: item.notify_status === "sent" ? "ok" : "muted" }, text);
   }
 
   function tick() {
