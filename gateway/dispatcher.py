@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from casework import db, routing, tickets
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
 from casework.handling import officer_name
-from casework.models import Case, Ticket, User, utcnow
+from casework.models import Case, Ticket, User
 from gateway.background import BackgroundLoop
 from integrations.governance import GovernanceClient, GovernanceError
 from integrations.notify import Notification, Notifier, NotifyError
@@ -169,7 +169,7 @@ class Dispatcher(BackgroundLoop):
                 return
             ticket.send_attempts += 1
             if error is None:
-                ticket.status, ticket.sent_at, ticket.send_error = "sent", utcnow(), None
+                tickets.mark_sent(session=session, ticket_id=ticket_id)  # never backwards
                 return
             ticket.send_error = error
             logger.error(
