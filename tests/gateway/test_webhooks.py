@@ -5,15 +5,24 @@ answers (200, 200 unchanged, 409, 422) — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from casework import db
 from casework.cases import open_ticket
 from casework.models import OutboxItem, SeenNonce, Ticket
+from gateway.app import create_app
+from gateway.dispatcher import Dispatcher
+from gateway.simulator import partners
+from integrations.governance import client_from_settings
 from integrations.signed_webhooks import NONCE_HEADER, TIMESTAMP_HEADER, signed_headers
+from tests.gateway.conftest import gateway_settings
+from tests.live_server import LiveServer
 
 
 def make_ticket(openid: str, status: str = "sent") -> int:
@@ -173,3 +182,55 @@ def test_headers_are_checked_case_insensitively_and_a_stale_clock_is_named_nowhe
     answer = wechat.client.post(path, content=body, headers=stale)
     assert answer.status_code == 401 and answer.json() == {"detail": "bad signature"}
     assert stale[TIMESTAMP_HEADER] == "1"
+
+
+def test_development_round_trip_through_the_simulated_platform(sqlite_url, monkeypatch):
+    """Development end to end over real HTTP: the dispatcher sends a ticket signed with
+    GOVERNANCE_SECRET to the simulator's platform, which verifies it and calls back signed
+    with GOVERNANCE_CALLBACK_SECRET; the app moves the ticket along the state machine."""
+    settings = gateway_settings(sqlite_url, monkeypatch)
+    app = create_app(settings, start_outbox=False, probe_actions=False)
+    app.include_router(partners.router)  # the test harness turns the simulator off
+    with db.session_scope() as session:
+        ticket = open_ticket(
+            session=session,
+            sender_id="o-dev",
+            kind="noise",
+            summary="楼上装修，我电话13912345678",
+            location="骆驼街道万景社区3幢",
+        )
+        ticket_id = int(ticket.id)
+    with LiveServer(app) as live:
+        app.state.settings = dataclasses.replace(
+            settings, governance_webhook_url=f"{live.url}/simulator/governance/tickets"
+        )
+        assert settings.governance_secret != settings.governance_callback_secret
+        dispatcher = Dispatcher(
+            database_url=sqlite_url,
+            notifier=None,
+            governance=client_from_settings(app.state.settings),
+            console_url=live.url,
+        )
+        asyncio.run(dispatcher.run_once())
+        assert status_of(ticket_id) == "sent"
+        [received] = app.state.governance_standin.tickets
+        assert received["payload"]["ticket_id"] == ticket_id
+        assert "13912345678" not in json.dumps(received["payload"], ensure_ascii=False)
+
+        def platform_says(status: str) -> dict:
+            answer = requests.post(
+                f"{live.url}/simulator/api/governance/{ticket_id}/status",
+                json={"status": status, "note": "已协调"},
+                timeout=10,
+            )
+            assert answer.status_code == 200
+            return answer.json()
+
+        assert platform_says("accepted") == {
+            "status": 200,
+            "body": {"ticket_id": ticket_id, "status": "accepted", "changed": True},
+        }
+        assert platform_says("resolved")["body"]["status"] == "resolved"
+        assert platform_says("in_progress")["status"] == 409
+    assert status_of(ticket_id) == "resolved"
+    assert len(told("o-dev")) == 2
