@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field, ValidationError
 
 from casework import tickets
@@ -26,6 +26,7 @@ from integrations import signed_webhooks
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["webhooks"])
 MAX_BODY = 64 * 1024  # no partner sends more; refuse before hashing megabytes
+MAX_ID = 2**31 - 1  # the databases' INTEGER: a larger id is a 422, not a driver error
 
 
 def signed_webhook(setting: str, scope: str) -> Callable[..., Awaitable[bytes]]:
@@ -83,7 +84,10 @@ class StatusCallbackAnswer(BaseModel):
 
 @router.post("/tickets/{ticket_id}/status", response_model=StatusCallbackAnswer)
 def platform_callback(
-    ticket_id: int, body: GovernanceBody, request: Request, session: SessionDep
+    ticket_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    body: GovernanceBody,
+    request: Request,
+    session: SessionDep,
 ) -> StatusCallbackAnswer:
     """Called by the governance platform when a ticket's status changes (no bearer token)."""
     try:

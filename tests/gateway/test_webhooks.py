@@ -161,6 +161,12 @@ def test_signed_but_malformed_bodies_are_4xx(wechat, body):
     assert status_of(ticket_id) == "sent"
 
 
+@pytest.mark.parametrize("ticket_id", ["99999999999999999999", "0", "-1", "1.5", "七"])
+def test_impossible_ticket_ids_are_4xx(wechat, ticket_id):
+    answer = post(wechat, f"/api/tickets/{ticket_id}/status", b'{"status": "accepted"}')
+    assert answer.status_code == 422, answer.text
+
+
 def test_an_oversized_body_is_refused_before_anything(wechat):
     ticket_id = make_ticket("o-w8")
     body = json.dumps({"status": "accepted", "note": "x" * 70_000}).encode()
