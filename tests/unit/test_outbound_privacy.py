@@ -130,3 +130,12 @@ def test_only_the_rung_officers_mobiles_stay_whole():
     assert f"@{OFFICER_MOBILE}" in markdown_text(urgent)
     assert PHONE not in markdown_text(urgent)
     assert OFFICER_MOBILE not in markdown_text(quiet)  # nobody is rung: nothing to keep
+
+
+def test_a_number_cut_by_the_summary_limit_does_not_leak():
+    # The summary is cut to 200 characters: a card straddling the cut must be masked
+    # before it is cut, or its first digits would pass as no card at all.
+    summary = "甲" * 190 + BANK_CARD
+    case = Case(id=6, category="other", priority="normal", summary=summary, location=None)
+    text = build_notification(case, [], [], "http://console.test").text
+    assert BANK_CARD[:10] not in text and "6222" in text
