@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from stdnum import luhn
+from stdnum.cn import ric
+
 from casework.privacy import BANK_CARD, ID_CARD, LANDLINE, MOBILE, SERVICE, digits_only
 from casework.privacy import mask_pii as mask_pii  # re-exported: actions mask with it too
 
@@ -116,11 +119,71 @@ def find_phones(text: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def is_valid_id_card(number: str) -> bool:
+    """A resident ID card number (居民身份证号) with a correct check digit and a real birth
+    date and place (python-stdnum's `cn.ric`)."""
+    return bool(ric.is_valid(number))
+
+
+def looks_like_id_card(number: str) -> bool:
+    """Shaped like an ID card number: 18 characters, a real place code and birth date,
+    whatever the check digit says (a mistyped ID card is still an ID card)."""
+    digits = digits_only(number).upper()
+    if ID_CARD.fullmatch(digits) is None:
+        return False
+    try:
+        ric.get_birth_place(digits)
+    except (ValueError, KeyError):  # stdnum's InvalidComponent is a ValueError
+        return False
+    return True
+
+
+def is_luhn_valid(number: str) -> bool:
+    """The Luhn check digit most bank cards carry (UnionPay 62…, Visa, Mastercard)."""
+    digits = digits_only(number)
+    return digits.isdigit() and bool(luhn.is_valid(digits))
+
+
+def find_id_cards(text: str) -> list[str]:
+    """ID card numbers with a correct check digit, upper-case X."""
+    found = [digits_only(m.group(1)).upper() for m in ID_CARD.finditer(text)]
+    return [number for number in dict.fromkeys(found) if is_valid_id_card(number)]
+
+
 def find_bank_accounts(text: str) -> list[str]:
-    """Bank-card numbers (16–19 digits, grouped or not), excluding ID-card numbers."""
-    ids = set(digits_only(m.group(1)) for m in ID_CARD.finditer(text))
-    cards = [digits_only(m.group(1)) for m in BANK_CARD.finditer(text)]
-    return [card for card in dict.fromkeys(cards) if 16 <= len(card) <= 19 and card not in ids]
+    """Bank-card numbers (16–19 digits, grouped or not), excluding ID card numbers.
+
+    An ID card number is never "the scammer's account": one with a valid check digit, or
+    one shaped like an ID (real place code and birth date) whose check digit is wrong —
+    a mistyped ID card is far likelier than a card number that happens to start with a
+    county code followed by a birth date. Cards failing the Luhn check are kept (see
+    `unverified_accounts`)."""
+    id_spans = [
+        m.span(1)
+        for m in ID_CARD.finditer(text)
+        if is_valid_id_card(m.group(1).upper()) or looks_like_id_card(m.group(1))
+    ]
+    cards = []
+    for match in BANK_CARD.finditer(text):
+        start, end = match.span(1)
+        # Overlap, not equality: the 17 digits before an ID card's final X are no card.
+        if any(start < id_end and id_start < end for id_start, id_end in id_spans):
+            continue
+        number = digits_only(match.group(1))
+        if 16 <= len(number) <= 19 and number.isdigit():
+            cards.append(number)
+    return list(dict.fromkeys(cards))
+
+
+def unverified_accounts(accounts: list[str]) -> list[str]:
+    """The account numbers that fail the Luhn check.
+
+    They are kept, not refused and not asked again: most Chinese bank cards carry a Luhn
+    digit, but not all (some older and corporate 对公 accounts do not), a victim reading a
+    number off a scam chat may get one digit wrong, and in a stop-payment (紧急止付)
+    minutes matter more than a perfect number — the bank can resolve a near miss. The
+    officer sees the flag and checks the number with the resident."""
+    return [account for account in accounts if not is_luhn_valid(account)]
 
 
 # ---------------------------------------------------------------- time

@@ -100,6 +100,8 @@ def details_for(tracker: Tracker, category: str) -> dict[str, Any]:
     if category == "fraud_suspicion" and contact.strip():
         details["scammer_phones"] = parsing.find_phones(contact)
         details["scammer_accounts"] = parsing.find_bank_accounts(contact)
+        # Kept but flagged: the officer checks these with the resident (parsing.py says why).
+        details["unverified_accounts"] = parsing.unverified_accounts(details["scammer_accounts"])
     place = match_place(str(tracker.get_slot("location") or ""))
     if place is not None:
         details["street"], details["community"] = place.street, place.community

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from casework.settings import get_settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Bound values are residents' words, openids and numbers: an SQL error (logged, or shown
+# in a traceback) must name the statement, never the values.
+HIDE_PARAMETERS = True
 
 
 @lru_cache(maxsize=8)
@@ -26,8 +29,13 @@ def get_engine(url: str | None = None) -> Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # FastAPI runs sync dependencies and async routes on different threads; a session
         # is still used by one request at a time, so sharing the connection is safe.
-        return create_engine(url, future=True, connect_args={"check_same_thread": False})
-    return create_engine(url, future=True, pool_pre_ping=True)
+        return create_engine(
+            url,
+            future=True,
+            hide_parameters=HIDE_PARAMETERS,
+            connect_args={"check_same_thread": False},
+        )
+    return create_engine(url, future=True, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
 
 
 @lru_cache(maxsize=8)

@@ -18,7 +18,8 @@ from sqlalchemy import select, update
 from casework import db, routing, tickets
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
 from casework.handling import officer_name
-from casework.models import Case, Ticket, User, utcnow
+from casework.models import Case, Ticket, User
+from casework.privacy import mask_pii
 from gateway.background import BackgroundLoop
 from integrations.governance import GovernanceClient, GovernanceError
 from integrations.notify import Notification, Notifier, NotifyError
@@ -49,7 +50,7 @@ def build_notification(
         f"- 优先级：{PRIORITY_LABELS[case.priority]}（{_minutes(case.priority)} 分钟内首次回复）",
         f"- 地点：{place}",
         f"- 承办：{'、'.join(assignee_names) or '待指派'}",
-        f"- 摘要：{case.summary[:200]}",
+        f"- 摘要：{mask_pii(case.summary)[:200]}",  # masked before cut: no half numbers
         f"[打开案件]({console_url}/console/cases/{case.id})",
     ]
     if urgent and mobiles:
@@ -169,7 +170,7 @@ class Dispatcher(BackgroundLoop):
                 return
             ticket.send_attempts += 1
             if error is None:
-                ticket.status, ticket.sent_at, ticket.send_error = "sent", utcnow(), None
+                tickets.mark_sent(session=session, ticket_id=ticket_id)  # never backwards
                 return
             ticket.send_error = error
             logger.error(

@@ -1,78 +1,36 @@
 """The governance platform (区级治理指挥中心 / 街道综治): tickets out, status callbacks in.
 
-Both directions are signed the same way: headers `X-JMT-Timestamp` (unix seconds) and
-`X-JMT-Signature` = hex HMAC-SHA256 with `GOVERNANCE_SECRET` over
-`"{timestamp}." + raw body` (`sign`, `verify`; see docs/console-api.md).
+Both directions use the signed-webhook scheme of `integrations.signed_webhooks`
+(timestamp, nonce, method and path under the HMAC), each with its own secret: our tickets
+are signed with `GOVERNANCE_SECRET`, the platform's status callbacks with
+`GOVERNANCE_CALLBACK_SECRET` (checked by `gateway/routes/webhooks.py`). One leaked secret
+then cannot forge the other direction.
 
 - `GovernanceClient.send_ticket` POSTs one ticket and classifies failures: 5xx, 408, 429,
   timeouts and refused connections are transient, other 4xx and redirects permanent.
   It does not retry: the ticket loop tries again later.
-- `verify` checks a callback: constant-time comparison, and a timestamp more than
-  `max_skew` seconds off is refused (a replayed old callback).
+- What a ticket carries is decided by `casework.tickets.payload` (no raw phone, ID-card
+  or bank-card numbers of the resident).
 - Development's `GOVERNANCE_WEBHOOK_URL` points at the simulator's stand-in
   (`gateway/simulator/partners.py`), which verifies the signature the same way.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from casework.privacy import mask_pii
+from integrations.signed_webhooks import signed_headers
 
 logger = logging.getLogger(__name__)
 
-TIMESTAMP_HEADER = "X-JMT-Timestamp"
-SIGNATURE_HEADER = "X-JMT-Signature"
 TRANSIENT_4XX = {408, 429}  # request timeout, too many requests: worth trying again
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
-
-
-def sign(body: bytes, timestamp: str, secret: str) -> str:
-    """Hex HMAC-SHA256 with `secret` over `timestamp + "." + body`."""
-    message = timestamp.encode("utf-8") + b"." + body
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def verify(
-    body: bytes,
-    timestamp: str | None,
-    signature: str | None,
-    secret: str,
-    *,
-    now: float | None = None,
-    max_skew: int = 300,
-) -> bool:
-    """True only for a correct signature over a timestamp at most `max_skew` seconds off.
-    An empty secret verifies nothing."""
-    if not secret or not timestamp or not signature:
-        return False
-    timestamp = timestamp.strip()
-    if not _TIMESTAMP.fullmatch(timestamp):
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(timestamp)) > max_skew:
-        return False
-    expected = sign(body, timestamp, secret).encode("ascii")
-    given = signature.strip().lower().encode("utf-8", "replace")
-    return hmac.compare_digest(expected, given)
-
-
-def signed_headers(body: bytes, secret: str, *, now: float | None = None) -> dict[str, str]:
-    """The headers of a signed JSON request carrying `body`."""
-    timestamp = str(int(time.time() if now is None else now))
-    return {
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: sign(body, timestamp, secret),
-        "Content-Type": "application/json",
-    }
 
 
 class GovernanceError(Exception):
@@ -92,6 +50,8 @@ class GovernanceClient:
         self.secret = secret
         self.timeout = timeout
         self.session = requests.Session()
+        # The platform verifies the path it was called on (what its server sees).
+        self.path = urlsplit(webhook_url).path or "/"
 
     def send_ticket(self, payload: dict[str, Any]) -> dict[str, Any]:
         """POST one ticket; the platform's JSON answer (or {}), else GovernanceError."""
@@ -102,7 +62,9 @@ class GovernanceClient:
             response = self.session.post(
                 self.webhook_url,
                 data=body,
-                headers=signed_headers(body, self.secret),
+                headers=signed_headers(
+                    secret=self.secret, method="POST", path=self.path, body=body
+                ),
                 timeout=self.timeout,
                 allow_redirects=False,  # requests would turn a redirected POST into a GET
             )

@@ -9,6 +9,10 @@
   300001 (invalid access token) are permanent and raised at once: retrying cannot help.
 - Logs carry the case id, attempt and errcode; never the secret, the signed URL (its
   access token), the message body or the officers' mobiles.
+- What leaves for the DingTalk group is masked here, whoever composed it: phone, ID-card
+  and bank-card numbers in the title and text (`casework.privacy.mask_pii`). Only the
+  @-mentions of the notified officers' own mobiles stay whole (DingTalk rings nobody
+  otherwise).
 - Development's `DINGTALK_WEBHOOK_URL` points at the simulator's stand-in
   (`gateway/simulator/partners.py`), which checks the signature the same way.
 """
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
+
+from casework.privacy import mask_pii
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +76,25 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
     return urllib.parse.quote_plus(base64.b64encode(digest))
 
 
+def masked_text(notification: Notification) -> str:
+    """The notification's text with every personal number masked, except the @-mentions of
+    the officers it rings."""
+    keep = {
+        f"@{mobile}": f"\x00{index}\x00" for index, mobile in enumerate(mentioned(notification))
+    }
+    text = notification.text
+    for mention, marker in keep.items():
+        text = text.replace(mention, marker)
+    text = mask_pii(text)
+    for mention, marker in keep.items():
+        text = text.replace(marker, mention)
+    return text
+
+
 def markdown_text(notification: Notification) -> str:
-    """The markdown body DingTalk shows: the text, the console link and, when urgent, one
-    `@mobile` per officer (DingTalk only rings someone whose mobile appears in the text)."""
-    parts = [notification.text.rstrip()]
+    """The markdown body DingTalk shows: the masked text, the console link and, when urgent,
+    one `@mobile` per officer (DingTalk only rings someone whose mobile appears in the text)."""
+    parts = [masked_text(notification).rstrip()]
     if notification.url and notification.url not in notification.text:
         parts.append(f"[在控制台查看案件 #{notification.case_id}]({notification.url})")
     mentions = [f"@{mobile}" for mobile in mentioned(notification) if f"@{mobile}" not in parts[0]]
@@ -125,7 +146,10 @@ class DingTalkRobot:
     def payload(self, notification: Notification) -> dict[str, Any]:
         return {
             "msgtype": "markdown",
-            "markdown": {"title": notification.title, "text": markdown_text(notification)},
+            "markdown": {
+                "title": mask_pii(notification.title),
+                "text": markdown_text(notification),
+            },
             "at": {"atMobiles": mentioned(notification), "isAtAll": False},
         }
 

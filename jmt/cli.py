@@ -7,6 +7,7 @@ jmt train | evaluate      same as `make train` / `make evaluate`
 jmt nlu inbox | export      the trainers' inbox (masked), export to nlu_data/
 jmt nlu evaluate --compare  candidate vs live model on the held-out set: the quality gate
 jmt model promote | rollback | list   load a gated model into running Rasa, undo, list
+jmt purge [--older-than 180d]  anonymise residents' words and finished matters past retention
 """
 
 from __future__ import annotations
@@ -112,6 +113,23 @@ def nlu_export() -> None:
         sys.exit(1)
 
 
+def purge(older_than: str | None) -> None:
+    """`jmt purge [--older-than 180d]`: anonymise what retention allows no longer to keep
+    (casework/retention.py) and print the counts."""
+    from casework import retention
+    from casework.settings import get_settings
+
+    try:
+        age = retention.parse_age(older_than or f"{get_settings().retention_days}d")
+    except ValueError as error:
+        sys.exit(f"jmt purge: {error}")
+    db.migrate()
+    with db.session_scope() as session:
+        report = retention.purge(session=session, older_than=age)
+    for line in report.lines():
+        _print(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jmt", description="警民通 command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     nlu_commands.add_parser("export", help="write annotated inbox examples into nlu_data/")
     models.add_model_parser(commands)
+    commands.add_parser(
+        "purge", help="anonymise residents' words and finished matters past retention"
+    ).add_argument("--older-than", help="e.g. 180d or 12h (default: RETENTION_DAYS)")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -156,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         add_user(args)
     elif args.command == "demo-data":
         load_demo()
+    elif args.command == "purge":
+        purge(args.older_than)
     elif args.command == "train":
         from jmt.train import main as train_main
 

@@ -13,7 +13,9 @@ if connection is not None:
     with context.begin_transaction():
         context.run_migrations()
 else:  # `alembic` command line: connect with the URL from the config
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), future=True)
+    engine = create_engine(
+        config.get_main_option("sqlalchemy.url"), future=True, hide_parameters=True
+    )
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=Base.metadata)
         with context.begin_transaction():

@@ -8,13 +8,16 @@ real platform; the real adapters are `integrations/notify.py` and
   with 加签, checked against `DINGTALK_SECRET` (and the timestamp within an hour, as
   DingTalk does); answers `{"errcode": 0, "errmsg": "ok"}` or errcode 310000 / 300001.
 - `GET /simulator/api/dingtalk`: the robot messages received.
-- `POST /simulator/governance/tickets`: the platform's intake, checking `X-JMT-Signature`
-  against `GOVERNANCE_SECRET` (403 when wrong or stale); answers
+- `POST /simulator/governance/tickets`: the platform's intake, checking the signed-webhook
+  headers (`X-JMT-Timestamp`, `X-JMT-Nonce`, `X-JMT-Signature` over timestamp, nonce,
+  method, path and body) against `GOVERNANCE_SECRET` (403 when wrong, stale or a nonce
+  seen before); answers
   `{"ok": true, "platform_id": "GOV-<n>"}`. A ticket sent again (same `ticket_id` or
   `id` in the body) gets the same platform id, as after a client-side timeout.
 - `GET /simulator/api/governance`: the tickets received.
 - `POST /simulator/api/governance/{ticket_id}/status` `{"status", "note"}`: plays the
-  platform calling back — a signed `POST /api/tickets/{ticket_id}/status` to this app.
+  platform calling back — a `POST /api/tickets/{ticket_id}/status` to this app, signed
+  the same way with `GOVERNANCE_CALLBACK_SECRET`.
 
 The signatures are computed here independently of the adapters, so a mistake in an
 adapter shows up as a refusal. Tests fail the next calls on demand::
@@ -32,6 +35,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 from collections import deque
@@ -264,10 +268,12 @@ async def dingtalk_messages(request: Request, after: int = Query(0, ge=0)) -> li
 # ---------------------------------------------------------------------- governance platform
 
 
-def governance_signature(body: bytes, timestamp: str, secret: str) -> str:
-    """Hex HMAC-SHA256 over `timestamp + "." + body` (docs/console-api.md)."""
-    message = timestamp.encode("utf-8") + b"." + body
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+def governance_signature(
+    secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes
+) -> str:
+    """Hex HMAC-SHA256 over `"{timestamp}.{nonce}.{METHOD}.{path}." + body` (CONTRACT.md)."""
+    head = f"{timestamp}.{nonce}.{method.upper()}.{path}.".encode()
+    return hmac.new(secret.encode("utf-8"), head + body, hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -295,6 +301,7 @@ class GovernanceStandIn:
         self._lock = threading.Lock()
         self._failures = _Failures()
         self._tickets: list[PlatformTicket] = []
+        self._nonces: dict[str, float] = {}  # nonce -> when it may be forgotten
 
     def fail_next(
         self, *, http_status: int | None = None, delay: float | None = None, times: int = 1
@@ -311,16 +318,36 @@ class GovernanceStandIn:
         return self._failures.pop()
 
     def signature_ok(
-        self, body: bytes, timestamp: str | None, signature: str | None, *, now: float
+        self,
+        body: bytes,
+        headers: Any,
+        *,
+        method: str,
+        path: str,
+        now: float,
     ) -> bool:
+        """A real platform's check: signature, a timestamp at most 300 s off, and a nonce
+        never seen within the window."""
         with self._lock:
             self.attempts += 1
-        if not self.secret or not timestamp or not signature or not timestamp.isdigit():
+        timestamp = headers.get("X-JMT-Timestamp") or ""
+        nonce = headers.get("X-JMT-Nonce") or ""
+        signature = headers.get("X-JMT-Signature") or ""
+        if not self.secret or not timestamp.isdigit() or not nonce or not signature:
             return False
         if abs(now - int(timestamp)) > GOVERNANCE_MAX_SKEW:
             return False
-        expected = governance_signature(body, timestamp, self.secret).encode("ascii")
-        return hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace"))
+        expected = governance_signature(self.secret, method, path, timestamp, nonce, body)
+        if not hmac.compare_digest(
+            expected.encode("ascii"), signature.lower().encode("utf-8", "replace")
+        ):
+            return False
+        with self._lock:
+            self._nonces = {n: t for n, t in self._nonces.items() if t > now}
+            if nonce in self._nonces:
+                return False
+            self._nonces[nonce] = now + 2 * GOVERNANCE_MAX_SKEW
+        return True
 
     def record(self, payload: dict[str, Any]) -> PlatformTicket:
         """Record the ticket; one sent again (same `ticket_id`/`id`) is the same ticket."""
@@ -370,7 +397,7 @@ async def governance_intake(request: Request) -> Response:
     body = await request.body()
     headers = request.headers
     if not standin.signature_ok(
-        body, headers.get("X-JMT-Timestamp"), headers.get("X-JMT-Signature"), now=time.time()
+        body, headers, method=request.method, path=request.url.path, now=time.time()
     ):
         return JSONResponse({"ok": False, "error": "bad or stale signature"}, status_code=403)
     failure = await _wait(standin.next_failure())
@@ -401,24 +428,24 @@ async def governance_callback(
     ticket_id: int, callback: StatusCallback, request: Request
 ) -> dict[str, Any]:
     """Send this app what the platform would when a ticket's status changes."""
-    secret = getattr(request.app.state.settings, "governance_secret", None)
+    secret = getattr(request.app.state.settings, "governance_callback_secret", None)
     if not secret:
-        raise HTTPException(409, "GOVERNANCE_SECRET is not set: the platform cannot sign")
+        raise HTTPException(409, "GOVERNANCE_CALLBACK_SECRET is not set: the platform cannot sign")
     body = json.dumps(
         {"status": callback.status, "note": callback.note}, ensure_ascii=False
     ).encode("utf-8")
-    timestamp = str(int(time.time()))
+    path = f"/api/tickets/{ticket_id}/status"
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
     headers = {
         "X-JMT-Timestamp": timestamp,
-        "X-JMT-Signature": governance_signature(body, timestamp, secret),
+        "X-JMT-Nonce": nonce,
+        "X-JMT-Signature": governance_signature(secret, "POST", path, timestamp, nonce, body),
         "Content-Type": "application/json",
         "User-Agent": "simulated governance platform",
     }
     transport = httpx.ASGITransport(app=request.app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=GOVERNANCE_PLATFORM) as client:
-        answer = await client.post(
-            f"/api/tickets/{ticket_id}/status", content=body, headers=headers
-        )
+        answer = await client.post(path, content=body, headers=headers)
     try:
         reply: Any = answer.json()
     except ValueError:

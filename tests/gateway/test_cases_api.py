@@ -15,7 +15,7 @@ from casework import accounts, db, handling, tickets
 from casework.cases import open_case, open_ticket
 from casework.models import Case, Conversation, OutboxItem, Ticket, User
 from gateway.dispatcher import Dispatcher
-from integrations import governance
+from integrations import signed_webhooks
 from integrations.notify import NotifyError, RecordingNotifier
 from tests.gateway.conftest import text_xml
 
@@ -330,9 +330,10 @@ def test_two_officers_claiming_at_once_one_wins(database_url, monkeypatch):
 
 def signed_callback(wechat, ticket_id: int, status: str, note: str = "", secret=None):
     body = json.dumps({"status": status, "note": note}, ensure_ascii=False).encode()
-    secret = secret or wechat.client.app.state.settings.governance_secret
-    headers = {**governance.signed_headers(body, secret), "Content-Type": "application/json"}
-    return wechat.client.post(f"/api/tickets/{ticket_id}/status", content=body, headers=headers)
+    secret = secret or wechat.client.app.state.settings.governance_callback_secret
+    path = f"/api/tickets/{ticket_id}/status"
+    headers = signed_webhooks.signed_headers(secret=secret, method="POST", path=path, body=body)
+    return wechat.client.post(path, content=body, headers=headers)
 
 
 def make_ticket(
@@ -367,9 +368,9 @@ def test_platform_status_callbacks_update_the_ticket_and_tell_the_resident(wecha
 
 def test_unsigned_or_badly_signed_callbacks_are_refused(wechat, bureau):
     ticket_id = make_ticket("o-g2")
-    assert signed_callback(wechat, ticket_id, "resolved", secret="wrong").status_code == 403
+    assert signed_callback(wechat, ticket_id, "resolved", secret="wrong").status_code == 401
     plain = wechat.client.post(f"/api/tickets/{ticket_id}/status", json={"status": "resolved"})
-    assert plain.status_code == 403
+    assert plain.status_code == 401
     assert signed_callback(wechat, ticket_id, "done").status_code == 422
     assert signed_callback(wechat, 99999, "resolved").status_code == 404
 

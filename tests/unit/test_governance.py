@@ -1,11 +1,10 @@
-"""The governance platform: signatures both ways, `GovernanceClient` against the
-simulator's platform stand-in served over real HTTP (uvicorn on a free local port), and
-the stand-in's status callback to the app (received here by a test-only route)."""
+"""The governance platform: `GovernanceClient` against the simulator's platform stand-in
+served over real HTTP (uvicorn on a free local port), and the stand-in's status callback
+to the app (received here by a test-only route). Both directions use the signed-webhook
+scheme (tests/unit/test_signed_webhooks.py), each with its own secret."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import socket
 import time
@@ -18,20 +17,21 @@ from fastapi import FastAPI, Request
 
 from gateway.simulator import partners
 from integrations import governance
-from integrations.governance import (
-    GovernanceClient,
-    GovernanceError,
-    client_from_settings,
+from integrations.governance import GovernanceClient, GovernanceError, client_from_settings
+from integrations.signed_webhooks import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureRefused,
+    check,
     sign,
     signed_headers,
-    verify,
 )
 from tests.live_server import LiveServer
 
 SECRET = "gov-test-secret"
-BODY = '{"id":7,"summary":"楼上噪音"}'.encode()
-TIMESTAMP = "1764324000"
-SIGNATURE = "e680376454966833f5dbb464c304c7bd1160ca62269e6464f614550b9bd33e25"
+CALLBACK_SECRET = "gov-test-callback-secret"
+INTAKE_PATH = "/simulator/governance/tickets"
 TICKET = {
     "id": 7,
     "kind": "noise",
@@ -43,7 +43,11 @@ TICKET = {
 
 
 def _settings() -> SimpleNamespace:
-    return SimpleNamespace(dingtalk_secret="unused", governance_secret=SECRET)
+    return SimpleNamespace(
+        dingtalk_secret="unused",
+        governance_secret=SECRET,
+        governance_callback_secret=CALLBACK_SECRET,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +61,17 @@ def app() -> FastAPI:
     @app.post("/api/tickets/{ticket_id}/status")
     async def status(ticket_id: int, request: Request) -> dict:
         body = await request.body()
-        ok = verify(
-            body,
-            request.headers.get("X-JMT-Timestamp"),
-            request.headers.get("X-JMT-Signature"),
-            request.app.state.settings.governance_secret,
-        )
+        try:
+            check(
+                headers=request.headers,
+                method=request.method,
+                path=request.url.path,
+                body=body,
+                secret=request.app.state.settings.governance_callback_secret,
+            )
+            ok = True
+        except SignatureRefused:
+            ok = False
         request.app.state.callbacks.append((ticket_id, ok, json.loads(body)))
         return {"ticket_id": ticket_id, "verified": ok}
 
@@ -88,70 +97,6 @@ def intake(live: LiveServer) -> str:
     return f"{live.url}/simulator/governance/tickets"
 
 
-# ---------------------------------------------------------------------- signatures
-
-
-def test_sign_is_hex_hmac_over_timestamp_dot_body():
-    by_hand = hmac.new(SECRET.encode(), TIMESTAMP.encode() + b"." + BODY, hashlib.sha256)
-    assert sign(BODY, TIMESTAMP, SECRET) == by_hand.hexdigest()
-    assert sign(BODY, TIMESTAMP, SECRET) == SIGNATURE
-    assert sign(BODY, "1764324001", SECRET) != SIGNATURE
-    assert sign(BODY + b" ", TIMESTAMP, SECRET) != SIGNATURE
-
-
-def test_verify_accepts_a_good_signature_within_the_window():
-    now = float(TIMESTAMP)
-    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now) is True
-    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now + 300) is True
-    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now - 300) is True
-    assert verify(BODY, TIMESTAMP, SIGNATURE.upper(), SECRET, now=now) is True
-
-
-@pytest.mark.parametrize(
-    "body, timestamp, signature, secret",
-    [
-        (BODY, TIMESTAMP, SIGNATURE[:-1] + "0", SECRET),  # wrong signature
-        (BODY, TIMESTAMP, SIGNATURE, "another-secret"),  # wrong secret
-        (BODY.replace(b"7", b"8"), TIMESTAMP, SIGNATURE, SECRET),  # tampered body
-        (BODY, "1764324001", SIGNATURE, SECRET),  # another timestamp
-        (BODY, None, SIGNATURE, SECRET),  # missing timestamp
-        (BODY, "", SIGNATURE, SECRET),
-        (BODY, TIMESTAMP, None, SECRET),  # missing signature
-        (BODY, TIMESTAMP, "", SECRET),
-        (BODY, "abc", SIGNATURE, SECRET),  # garbled timestamps
-        (BODY, "1764324000.0", SIGNATURE, SECRET),
-        (BODY, "-1764324000", SIGNATURE, SECRET),
-        (BODY, TIMESTAMP, "签名" + SIGNATURE[2:], SECRET),  # garbled signature
-        (BODY, TIMESTAMP, SIGNATURE[:32], SECRET),
-        (BODY, TIMESTAMP, SIGNATURE, ""),  # no secret verifies nothing
-    ],
-)
-def test_verify_refuses(body, timestamp, signature, secret):
-    assert verify(body, timestamp, signature, secret, now=float(TIMESTAMP)) is False
-
-
-def test_verify_refuses_stale_and_future_timestamps():
-    now = float(TIMESTAMP)
-    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now + 301) is False
-    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now - 301) is False
-    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET, now=now + 60, max_skew=30) is False
-
-
-def test_verify_uses_the_clock_by_default():
-    timestamp = str(int(time.time()))
-    assert verify(BODY, timestamp, sign(BODY, timestamp, SECRET), SECRET) is True
-    assert verify(BODY, TIMESTAMP, SIGNATURE, SECRET) is False  # signed long ago
-
-
-def test_signed_headers():
-    headers = signed_headers(BODY, SECRET, now=float(TIMESTAMP))
-    assert headers == {
-        "X-JMT-Timestamp": TIMESTAMP,
-        "X-JMT-Signature": SIGNATURE,
-        "Content-Type": "application/json",
-    }
-
-
 # ---------------------------------------------------------------------- the client over HTTP
 
 
@@ -172,9 +117,13 @@ def test_ticket_reaches_the_platform_signed_as_utf8_json(standin, live):
     assert isinstance(body, bytes)
     assert "楼上每天深夜装修噪音" in body.decode("utf-8") and b"\\u" not in body
     assert sent[0].headers["Content-Type"] == "application/json"
-    timestamp = str(sent[0].headers["X-JMT-Timestamp"])
+    timestamp = str(sent[0].headers[TIMESTAMP_HEADER])
+    nonce = str(sent[0].headers[NONCE_HEADER])
     assert abs(int(timestamp) - time.time()) < 60
-    assert sent[0].headers["X-JMT-Signature"] == sign(body, timestamp, SECRET)
+    expected = sign(
+        secret=SECRET, method="POST", path=INTAKE_PATH, timestamp=timestamp, nonce=nonce, body=body
+    )
+    assert sent[0].headers[SIGNATURE_HEADER] == expected
     listed = requests.get(f"{live.url}/simulator/api/governance", timeout=5).json()
     assert [(t["id"], t["platform_id"], t["payload"]["summary"]) for t in listed] == [
         (1, "GOV-1", "楼上每天深夜装修噪音")
@@ -223,12 +172,31 @@ def test_a_wrong_secret_is_refused_permanently(standin, live):
     assert standin.tickets == []
 
 
-def test_unsigned_and_stale_requests_are_refused_by_the_standin(standin, live):
+def test_unsigned_stale_replayed_and_misdirected_requests_are_refused_by_the_standin(standin, live):
     body = json.dumps(TICKET).encode()
+
+    def signed(**kwargs) -> dict[str, str]:
+        return signed_headers(
+            **{"secret": SECRET, "method": "POST", "path": INTAKE_PATH, "body": body, **kwargs}
+        )
+
     unsigned = requests.post(intake(live), data=body, timeout=5)
-    stale = requests.post(intake(live), data=body, headers=signed_headers(body, SECRET, now=1e9))
-    assert (unsigned.status_code, stale.status_code) == (403, 403)
+    stale = requests.post(intake(live), data=body, headers=signed(now=1e9), timeout=5)
+    elsewhere = requests.post(intake(live), data=body, headers=signed(path="/other"), timeout=5)
+    old_scheme = {k: v for k, v in signed().items() if k != NONCE_HEADER}
+    no_nonce = requests.post(intake(live), data=body, headers=old_scheme, timeout=5)
+    callback_secret = requests.post(
+        intake(live), data=body, headers=signed(secret=CALLBACK_SECRET), timeout=5
+    )
+    assert [r.status_code for r in (unsigned, stale, elsewhere, no_nonce, callback_secret)] == [
+        403
+    ] * 5
     assert standin.tickets == []
+    headers = signed()
+    first = requests.post(intake(live), data=body, headers=headers, timeout=5)
+    replayed = requests.post(intake(live), data=body, headers=headers, timeout=5)
+    assert (first.status_code, replayed.status_code) == (200, 403)
+    assert [t["times_received"] for t in standin.tickets] == [1]
 
 
 def test_timeouts_are_transient(standin, live):
@@ -302,8 +270,10 @@ def test_the_callback_reports_the_apps_answer_as_is(standin, live):
     assert standin.tickets == []  # unknown to the platform: nothing to update
 
 
-def test_the_callback_needs_a_secret(app, standin, live):
-    app.state.settings = SimpleNamespace(dingtalk_secret=None, governance_secret=None)
+def test_the_callback_needs_the_callback_secret(app, standin, live):
+    app.state.settings = SimpleNamespace(
+        dingtalk_secret=None, governance_secret=SECRET, governance_callback_secret=None
+    )
     answer = requests.post(
         f"{live.url}/simulator/api/governance/7/status", json={"status": "accepted"}, timeout=5
     )

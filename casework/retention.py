@@ -1,0 +1,243 @@
+"""Retention: residents' words and the details of finished matters are not kept for ever.
+
+`purge` anonymises, older than a cutoff (`RETENTION_DAYS`, 180 by default; `jmt purge`):
+
+- **messages** of residents' conversations, both directions (the bot's echo and an
+  officer's reply can quote the resident): content becomes `PURGED`, media `{}`, raw
+  XML and the passive reply None, `redacted_at` set. Direction, type, intent,
+  confidence, sender, delivery and times stay: the metrics (答复及时率, NLU quality) are
+  computed from them. The outbox copy of a purged outbound message is blanked too.
+- **closed cases**: summary, details, location and resolution, and the officers' notes
+  on them. Category, priority, desk, street, community, every time, the rating and the
+  assignment stay (metrics, accountability).
+- **finished tickets** (resolved, rejected, failed, or linked to a finished one):
+  summary, details, location and the platform's note. Kind, place names and times stay.
+- the last **location** a resident shared with their conversation.
+
+Kept whatever their age: everything of a resident who has an open case or an open
+ticket (the matter is not over; an officer may need the whole story), and the audit
+trail (who did what stays answerable; it holds ids, not words).
+
+NLU annotations (decided here): an annotation a trainer **kept** is a curated training
+example whose text was masked (`mask_pii`) when it was made, and it is exported into
+`nlu_data/`, which lives in git beyond any database retention — so it stays, only cut
+loose from the message it came from. A **discarded** annotation has no use: its text is
+blanked with its message.
+
+Idempotent: rows already carrying `redacted_at` (or the marker) are not touched again,
+so a second run reports zeros. One transaction: the caller's session decides.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from casework.clock import utcnow
+from casework.models import Case, CaseNote, Conversation, Message, OutboxItem, Ticket
+from casework.nlu_inbox import NluAnnotation
+from casework.tickets import FINAL_STATES, OPEN_STATES
+
+PURGED = "[已按保存期限清除]"
+_AGE = re.compile(r"\s*([0-9]{1,6})\s*([dh])\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """How many rows each part of a purge anonymised."""
+
+    cutoff: datetime
+    messages: int = 0
+    outbox: int = 0
+    cases: int = 0
+    case_notes: int = 0
+    tickets: int = 0
+    conversations: int = 0
+    annotations: int = 0
+
+    def lines(self) -> list[str]:
+        return [
+            f"cutoff {self.cutoff.isoformat(timespec='seconds')}",
+            f"messages anonymised: {self.messages}",
+            f"outbox texts blanked: {self.outbox}",
+            f"closed cases anonymised: {self.cases} (notes: {self.case_notes})",
+            f"finished tickets anonymised: {self.tickets}",
+            f"conversation locations cleared: {self.conversations}",
+            f"discarded NLU annotations blanked: {self.annotations}",
+        ]
+
+
+def parse_age(text: str) -> timedelta:
+    """`180d` or `12h` (whole days or hours, at least one hour) → a timedelta."""
+    match = _AGE.fullmatch(text or "")
+    if match is None:
+        raise ValueError(f"expected a number of days or hours such as 180d or 12h, not {text!r}")
+    number, unit = int(match.group(1)), match.group(2).lower()
+    age = timedelta(days=number) if unit == "d" else timedelta(hours=number)
+    if age < timedelta(hours=1):
+        raise ValueError("the age must be at least 1h")
+    return age
+
+
+def _count(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge(*, session: Session, older_than: timedelta, now: datetime | None = None) -> PurgeReport:
+    """Anonymise what is older than `now - older_than` (see the module docstring)."""
+    if older_than <= timedelta(0):
+        raise ValueError("older_than must be positive")
+    cutoff = (now or utcnow()) - older_than
+    # Residents whose matter is not over: nothing of theirs is purged.
+    busy = (
+        select(Case.sender_id)
+        .where(Case.status != "closed")
+        .union(select(Ticket.sender_id).where(Ticket.status.in_(OPEN_STATES)))
+    )
+    busy_conversations = select(Conversation.id).where(Conversation.openid.in_(busy))
+    no_sync = {"synchronize_session": False}
+
+    old_messages = and_(
+        Message.created_at < cutoff,
+        Message.redacted_at.is_(None),
+        Message.conversation_id.not_in(busy_conversations),
+    )
+    purged_ids = list(session.execute(select(Message.id).where(old_messages)).scalars())
+    annotations = outbox = 0
+    if purged_ids:
+        for chunk in _chunks(purged_ids):
+            annotations += _count(
+                session.execute(
+                    update(NluAnnotation)
+                    .where(
+                        NluAnnotation.message_id.in_(chunk),
+                        NluAnnotation.status == "discarded",
+                        NluAnnotation.text != PURGED,
+                    )
+                    .values(text=PURGED, entities=[])
+                    .execution_options(**no_sync)
+                )
+            )
+            outbox += _count(
+                session.execute(
+                    update(OutboxItem)
+                    .where(
+                        OutboxItem.message_id.in_(chunk),
+                        OutboxItem.status != "pending",  # still to deliver: not ours to blank
+                        OutboxItem.text != PURGED,
+                    )
+                    .values(text=PURGED)
+                    .execution_options(**no_sync)
+                )
+            )
+    messages = 0
+    for chunk in _chunks(purged_ids):
+        messages += _count(
+            session.execute(
+                update(Message)
+                .where(Message.id.in_(chunk), Message.redacted_at.is_(None))
+                .values(content=PURGED, media={}, raw=None, reply=None, redacted_at=utcnow())
+                .execution_options(**no_sync)
+            )
+        )
+
+    old_cases = and_(
+        Case.status == "closed",
+        Case.redacted_at.is_(None),
+        func.coalesce(Case.closed_at, Case.updated_at) < cutoff,
+        Case.sender_id.not_in(busy),
+    )
+    case_ids = list(session.execute(select(Case.id).where(old_cases)).scalars())
+    case_notes = cases = 0
+    for chunk in _chunks(case_ids):
+        case_notes += _count(
+            session.execute(
+                update(CaseNote)
+                .where(CaseNote.case_id.in_(chunk), CaseNote.text != PURGED)
+                .values(text=PURGED)
+                .execution_options(**no_sync)
+            )
+        )
+        cases += _count(
+            session.execute(
+                update(Case)
+                .where(Case.id.in_(chunk), Case.redacted_at.is_(None))
+                .values(
+                    summary=PURGED,
+                    details={},
+                    location=None,
+                    resolution=PURGED,
+                    redacted_at=utcnow(),
+                    updated_at=Case.updated_at,  # the times stay what they were
+                )
+                .execution_options(**no_sync)
+            )
+        )
+
+    finished_originals = select(Ticket.id).where(
+        Ticket.status.in_(tuple(s for s in FINAL_STATES if s != "linked"))
+    )
+    finished = or_(
+        and_(Ticket.status.in_(FINAL_STATES), Ticket.status != "linked"),
+        and_(Ticket.status == "linked", Ticket.linked_to_id.in_(finished_originals)),
+    )
+    tickets = _count(
+        session.execute(
+            update(Ticket)
+            .where(
+                finished,
+                Ticket.redacted_at.is_(None),
+                Ticket.updated_at < cutoff,
+                Ticket.sender_id.not_in(busy),
+            )
+            .values(
+                summary=PURGED,
+                details={},
+                location=None,
+                status_note=None,
+                redacted_at=utcnow(),
+                updated_at=Ticket.updated_at,
+            )
+            .execution_options(**no_sync)
+        )
+    )
+
+    conversations = _count(
+        session.execute(
+            update(Conversation)
+            .where(
+                Conversation.updated_at < cutoff,
+                Conversation.location_label.is_not(None)
+                | Conversation.location_lat.is_not(None)
+                | Conversation.location_lng.is_not(None),
+                Conversation.id.not_in(busy_conversations),
+            )
+            .values(
+                location_label=None,
+                location_lat=None,
+                location_lng=None,
+                updated_at=Conversation.updated_at,
+            )
+            .execution_options(**no_sync)
+        )
+    )
+    session.flush()
+    return PurgeReport(
+        cutoff=cutoff,
+        messages=messages,
+        outbox=outbox,
+        cases=cases,
+        case_notes=case_notes,
+        tickets=tickets,
+        conversations=conversations,
+        annotations=annotations,
+    )
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    """Bounded IN lists (SQLite allows a limited number of bound parameters)."""
+    return [ids[start : start + size] for start in range(0, len(ids), size)]

@@ -1,0 +1,257 @@
+"""Retention: `purge` anonymises old words and finished matters, keeps what is still open
+and the audit trail, and is idempotent — on SQLite and PostgreSQL; `jmt purge`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from casework import db
+from casework.audit import record
+from casework.cases import open_case, open_ticket
+from casework.clock import aware, utcnow
+from casework.conversations import conversation_for
+from casework.models import (
+    AuditEntry,
+    Case,
+    CaseNote,
+    Conversation,
+    Message,
+    OutboxItem,
+    Ticket,
+    User,
+)
+from casework.nlu_inbox import NluAnnotation
+from casework.retention import PURGED, parse_age, purge
+from jmt import cli
+
+NOW = utcnow()
+OLD = NOW - timedelta(days=200)
+RECENT = NOW - timedelta(days=10)
+WORDS = "我家住万景社区3幢，电话13912345678"
+
+
+def _message(session, openid: str, when, direction: str = "in", **extra) -> int:
+    conversation = conversation_for(session=session, openid=openid)
+    if extra.pop("location", False):
+        conversation.location_label, conversation.location_lat = "万景社区3幢", 29.95
+    message = Message(
+        conversation_id=conversation.id,
+        direction=direction,
+        msg_type="text",
+        content=WORDS,
+        media={"recognition": WORDS},
+        raw=f"<xml>{WORDS}</xml>",
+        reply="收到" if direction == "in" else None,
+        intent="complain_noise" if direction == "in" else None,
+        confidence=0.91 if direction == "in" else None,
+        created_at=when,
+        **extra,
+    )
+    session.add(message)
+    session.flush()
+    return int(message.id)
+
+
+def _case(session, openid: str, *, closed_at=None) -> int:
+    case = open_case(
+        session=session,
+        sender_id=openid,
+        category="noise_complaint",
+        priority="normal",
+        reason="test",
+        summary=WORDS,
+        details={"first_message": WORDS},
+        location="万景社区3幢",
+    )
+    case.community = "万景社区"
+    if closed_at is not None:
+        case.status, case.closed_at, case.rating = "closed", closed_at, 5
+        case.resolution = f"已联系居民{WORDS}"
+        case.created_at = case.updated_at = closed_at - timedelta(hours=1)
+    return int(case.id)
+
+
+def _ticket(session, openid: str, status: str, when) -> int:
+    ticket = open_ticket(
+        session=session, sender_id=openid, kind="noise", summary=WORDS, location="万景社区3幢"
+    )
+    ticket.status, ticket.status_note, ticket.community = status, "已劝导", "万景社区"
+    ticket.created_at = ticket.updated_at = when
+    session.flush()
+    return int(ticket.id)
+
+
+@pytest.fixture
+def world(database_url):
+    """Residents in every situation retention must tell apart."""
+    with db.session_scope() as session:
+        officer = User(username="zhang", password_hash="x", role="officer")
+        session.add(officer)
+        session.flush()
+        ids = {
+            # done long ago: everything goes
+            "gone_in": _message(session, "o-done", OLD, location=True),
+            "gone_out": _message(session, "o-done", OLD, direction="out", sender="officer:张"),
+            "gone_case": _case(session, "o-done", closed_at=OLD),
+            "gone_ticket": _ticket(session, "o-done", "resolved", OLD),
+            # old words but an open case: all kept, even an old closed case of theirs
+            "busy_in": _message(session, "o-busy", OLD),
+            "busy_closed": _case(session, "o-busy", closed_at=OLD),
+            "busy_open": _case(session, "o-busy"),
+            # an open ticket keeps its resident's words too
+            "ticket_in": _message(session, "o-ticket", OLD),
+            "ticket_open": _ticket(session, "o-ticket", "in_progress", OLD),
+            # recent: kept
+            "fresh_in": _message(session, "o-fresh", RECENT),
+            "fresh_case": _case(session, "o-fresh", closed_at=RECENT),
+        }
+        # (the busy resident's two cases are of one category: the closed one first)
+        session.add(CaseNote(case_id=ids["gone_case"], author_id=officer.id, text=WORDS))
+        outbound = ids["gone_out"]
+        session.add(OutboxItem(message_id=outbound, openid="o-done", text=WORDS, status="sent"))
+        for message_id, status, intent in (
+            (ids["gone_in"], "annotated", "complain_noise"),
+            (ids["gone_out"], "discarded", None),
+        ):
+            session.add(
+                NluAnnotation(
+                    message_id=message_id,
+                    text="我家住万景社区3幢",
+                    intent=intent,
+                    entities=[],
+                    status=status,
+                )
+            )
+        record(session, officer, "close", "case", ids["gone_case"], resolution="已处理")
+        for conversation in session.execute(select(Conversation)).scalars():
+            conversation.updated_at = OLD  # nobody wrote since (the location is old too)
+    return ids
+
+
+def _get(model, key):
+    with db.session_scope() as session:
+        row = session.get(model, key)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def test_purge_anonymises_old_words_and_finished_matters(world):
+    with db.session_scope() as session:
+        report = purge(session=session, older_than=timedelta(days=180), now=NOW)
+    assert (report.messages, report.outbox, report.cases, report.case_notes) == (2, 1, 1, 1)
+    assert (report.tickets, report.conversations, report.annotations) == (1, 1, 1)
+
+    message = _get(Message, world["gone_in"])
+    assert (message.content, message.media, message.raw, message.reply) == (PURGED, {}, None, None)
+    assert message.redacted_at is not None
+    assert (message.intent, message.confidence) == ("complain_noise", 0.91)  # metrics keep them
+    assert aware(message.created_at) == OLD
+    assert _get(Message, world["gone_out"]).content == PURGED
+
+    case = _get(Case, world["gone_case"])
+    assert (case.summary, case.details, case.location, case.resolution) == (
+        PURGED,
+        {},
+        None,
+        PURGED,
+    )
+    assert (case.category, case.priority, case.community, case.rating) == (
+        "noise_complaint",
+        "normal",
+        "万景社区",
+        5,
+    )
+    assert aware(case.closed_at) == OLD and aware(case.updated_at) == OLD - timedelta(hours=1)
+
+    ticket = _get(Ticket, world["gone_ticket"])
+    assert (ticket.summary, ticket.details, ticket.location, ticket.status_note) == (
+        PURGED,
+        {},
+        None,
+        None,
+    )
+    assert (ticket.kind, ticket.community, ticket.status) == ("noise", "万景社区", "resolved")
+
+    with db.session_scope() as session:
+        assert [n.text for n in session.execute(select(CaseNote)).scalars()] == [PURGED]
+        assert [o.text for o in session.execute(select(OutboxItem)).scalars()] == [PURGED]
+        annotations = {a.status: a.text for a in session.execute(select(NluAnnotation)).scalars()}
+        conversation = session.execute(
+            select(Conversation).where(Conversation.openid == "o-done")
+        ).scalar_one()
+        audit = session.execute(select(AuditEntry)).scalar_one()
+    # A kept annotation is a (masked) training example; a discarded one has no use.
+    assert annotations == {"annotated": "我家住万景社区3幢", "discarded": PURGED}
+    assert (conversation.location_label, conversation.location_lat) == (None, None)
+    assert (audit.action, audit.detail) == ("close", {"resolution": "已处理"})  # the trail stays
+
+
+def test_open_matters_and_recent_words_are_kept(world):
+    with db.session_scope() as session:
+        purge(session=session, older_than=timedelta(days=180), now=NOW)
+    for key in ("busy_in", "ticket_in", "fresh_in"):
+        message = _get(Message, world[key])
+        assert (message.content, message.redacted_at) == (WORDS, None), key
+    for key in ("busy_closed", "busy_open", "fresh_case"):
+        case = _get(Case, world[key])
+        assert (case.summary, case.redacted_at) == (WORDS, None), key
+    assert _get(Ticket, world["ticket_open"]).summary == WORDS
+
+
+def test_purge_is_idempotent(world):
+    with db.session_scope() as session:
+        purge(session=session, older_than=timedelta(days=180), now=NOW)
+    first = _get(Message, world["gone_in"]).redacted_at
+    with db.session_scope() as session:
+        again = purge(session=session, older_than=timedelta(days=180), now=NOW + timedelta(hours=1))
+    counts = (again.messages, again.outbox, again.cases, again.case_notes, again.tickets)
+    assert counts + (again.conversations, again.annotations) == (0,) * 7
+    assert _get(Message, world["gone_in"]).redacted_at == first
+
+
+def test_a_shorter_age_reaches_further(world):
+    with db.session_scope() as session:
+        report = purge(session=session, older_than=timedelta(days=5), now=NOW)
+    assert report.messages == 3  # o-done's two and o-fresh's one
+    assert _get(Case, world["fresh_case"]).summary == PURGED
+
+
+@pytest.mark.parametrize(
+    "text, age",
+    [("180d", timedelta(days=180)), ("12h", timedelta(hours=12)), (" 7D ", timedelta(days=7))],
+)
+def test_parse_age(text, age):
+    assert parse_age(text) == age
+
+
+@pytest.mark.parametrize("text", ["", "180", "d", "1.5d", "-3d", "0h", "3w", "180 days"])
+def test_parse_age_refuses(text):
+    with pytest.raises(ValueError):
+        parse_age(text)
+
+
+def test_purge_refuses_a_non_positive_age(sqlite_url):
+    with db.session_scope() as session, pytest.raises(ValueError):
+        purge(session=session, older_than=timedelta(0))
+
+
+def test_jmt_purge_prints_counts(sqlite_url, capsys, monkeypatch):
+    with db.session_scope() as session:
+        _message(session, "o-cli", NOW - timedelta(days=40))
+    cli.main(["purge", "--older-than", "30d"])
+    out = capsys.readouterr().out
+    assert "messages anonymised: 1" in out and "closed cases anonymised: 0" in out
+    monkeypatch.setenv("RETENTION_DAYS", "60")
+    from casework.settings import get_settings
+
+    get_settings.cache_clear()
+    with db.session_scope() as session:
+        _message(session, "o-cli-2", NOW - timedelta(days=50))
+    cli.main(["purge"])  # the setting's 60 days: the 50-day-old message stays
+    assert "messages anonymised: 0" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="180 days"):
+        cli.main(["purge", "--older-than", "180 days"])
