@@ -1,4 +1,4 @@
-"""Whether the database answers, for /healthz and /readyz."""
+"""Whether the database answers, for /healthz."""
 
 from __future__ import annotations
 
