@@ -19,7 +19,7 @@ from casework import outbox
 from casework.accounts import DESKS
 from casework.cases import CATEGORIES, CaseError, open_ticket
 from casework.conversations import conversation_for
-from casework.models import Case, CaseNote, Conversation, User, utcnow
+from casework.models import Case, CaseNote, Conversation, Ticket, User, utcnow
 
 RATING_QUESTION = (
     "您好，您反映的事情已办结。请您对本次服务打分：回复数字 1–5（5 为非常满意，1 为非常不满意）。"
@@ -41,7 +41,12 @@ class Conflict(Exception):
 
 
 class NotAllowed(Exception):
-    """The user may not see or touch this case."""
+    """The user's role may not use this at all (a trainer in the officers' console)."""
+
+
+class NotFound(LookupError):
+    """No such record — or none the user may see: out of scope looks exactly like missing,
+    so record ids do not leak."""
 
 
 def officer_name(user: User | None) -> str:
@@ -65,8 +70,17 @@ def audit(
 # ------------------------------------------------------------------ who sees what
 
 
+READER_ROLES = ("officer", "commander", "admin")  # who reads residents' words
+
+
 def sees_everything(user: User) -> bool:
     return user.role in ("commander", "admin")
+
+
+def check_reader(user: User) -> None:
+    """Trainers (and any other role) see no cases, conversations or tickets."""
+    if user.role not in READER_ROLES:
+        raise NotAllowed("无权查看群众案件和会话")
 
 
 def scope_filter(user: User) -> Any:
@@ -77,6 +91,27 @@ def scope_filter(user: User) -> Any:
     if user.desk:
         conditions.append(Case.desk == user.desk)
     return or_(*conditions)
+
+
+def ticket_scope(user: User) -> Any:
+    """Officers see the tickets of their community and those of cases they see."""
+    seen_cases = select(Case.id).where(scope_filter(user))
+    conditions = [Ticket.case_id.in_(seen_cases)]
+    if user.community:
+        conditions.append(Ticket.community == user.community)
+    return or_(*conditions)
+
+
+def conversation_scope(user: User) -> Any:
+    """Officers see a resident's conversation when they see one of the resident's cases (any
+    status) or tickets: the conversation is the context of work they may do."""
+    case_of_resident = select(Case.id).where(
+        Case.sender_id == Conversation.openid, scope_filter(user)
+    )
+    ticket_of_resident = select(Ticket.id).where(
+        Ticket.sender_id == Conversation.openid, ticket_scope(user)
+    )
+    return or_(case_of_resident.exists(), ticket_of_resident.exists())
 
 
 def can_see(user: User, case: Case) -> bool:
@@ -93,8 +128,7 @@ def can_see(user: User, case: Case) -> bool:
 
 
 def visible_cases(*, session: Session, user: User, status: str = "active") -> list[Case]:
-    if user.role not in ("officer", "commander", "admin"):
-        raise NotAllowed("无权查看案件")
+    check_reader(user)
     query = select(Case)
     if status == "active":
         query = query.where(Case.status != "closed")
@@ -108,11 +142,19 @@ def visible_cases(*, session: Session, user: User, status: str = "active") -> li
 
 
 def get_case(*, session: Session, user: User, case_id: int) -> Case | None:
-    case = session.get(Case, case_id)
+    """The case, or None when it does not exist or the user may not see it (the same
+    answer, so ids do not leak). NotAllowed for roles that see no cases at all."""
+    check_reader(user)
+    query = select(Case).where(Case.id == case_id)
+    if not sees_everything(user):
+        query = query.where(scope_filter(user))
+    return session.execute(query).scalar_one_or_none()
+
+
+def _case(session: Session, user: User, case_id: int) -> Case:
+    case = get_case(session=session, user=user, case_id=case_id)
     if case is None:
-        return None
-    if not can_see(user, case):
-        raise NotAllowed("无权查看该案件")
+        raise NotFound("案件不存在")
     return case
 
 
@@ -120,9 +162,7 @@ def get_case(*, session: Session, user: User, case_id: int) -> Case | None:
 
 
 def claim(*, session: Session, user: User, case_id: int) -> Case:
-    case = get_case(session=session, user=user, case_id=case_id)
-    if case is None:
-        raise CaseError("案件不存在")
+    case = _case(session, user, case_id)
     if case.status == "closed":
         raise Conflict("该案件已办结")
     won = session.execute(
@@ -167,9 +207,7 @@ def reply(*, session: Session, user: User, case_id: int, text: str) -> Sent:
 
 
 def add_note(*, session: Session, user: User, case_id: int, text: str) -> CaseNote:
-    case = get_case(session=session, user=user, case_id=case_id)
-    if case is None:
-        raise CaseError("案件不存在")
+    case = _case(session, user, case_id)
     if not text.strip():
         raise CaseError("备注内容不能为空")
     note = CaseNote(case_id=case.id, author_id=user.id, text=text.strip())
@@ -187,9 +225,7 @@ def transfer(
     desk: str | None = None,
     officer_id: int | None = None,
 ) -> Case:
-    case = get_case(session=session, user=user, case_id=case_id)
-    if case is None:
-        raise CaseError("案件不存在")
+    case = _case(session, user, case_id)
     if case.status == "closed":
         raise Conflict("该案件已办结")
     if (desk is None) == (officer_id is None):
@@ -214,9 +250,7 @@ def transfer(
 
 def close(*, session: Session, user: User, case_id: int, resolution: str) -> Case:
     """Close the case, give the conversation back to the bot and ask for a rating."""
-    case = get_case(session=session, user=user, case_id=case_id)
-    if case is None:
-        raise CaseError("案件不存在")
+    case = _case(session, user, case_id)
     if case.status == "closed":
         raise Conflict("该案件已办结")
     if case.claimed_by_id not in (None, user.id) and not sees_everything(user):
@@ -244,9 +278,7 @@ def close(*, session: Session, user: User, case_id: int, resolution: str) -> Cas
 
 def divert(*, session: Session, user: User, case_id: int, kind: str, note: str = "") -> int:
     """Hand a non-police matter to the governance platform; the case closes as diverted."""
-    case = get_case(session=session, user=user, case_id=case_id)
-    if case is None:
-        raise CaseError("案件不存在")
+    case = _case(session, user, case_id)
     ticket = open_ticket(
         session=session,
         sender_id=case.sender_id,
@@ -267,9 +299,7 @@ def divert(*, session: Session, user: User, case_id: int, kind: str, note: str =
 
 
 def correct_category(*, session: Session, user: User, case_id: int, category: str) -> Case:
-    case = get_case(session=session, user=user, case_id=case_id)
-    if case is None:
-        raise CaseError("案件不存在")
+    case = _case(session, user, case_id)
     if category not in CATEGORIES:
         raise CaseError(f"未知类别：{category}")
     if case.original_category is None:

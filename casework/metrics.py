@@ -23,7 +23,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from casework.cases import CATEGORIES, PRIORITIES, RESPONSE_TARGETS
+from casework.clock import utcnow
+from casework.handling import check_reader
 from casework.models import Case, Conversation, Message, Ticket, User
+from casework.schemas import MetricsPublic
 
 UNLOCATED = "未定位"
 RATINGS = (1, 2, 3, 4, 5)
@@ -366,6 +369,23 @@ def compute(*, session: Session, since: datetime, until: datetime) -> dict[str, 
         "per_officer": per_officer(session, cases, now=until),
         "per_community": per_community(cases, ticket_rows, now=until),
     }
+
+
+def last_days(*, session: Session, user: User, days: int) -> MetricsPublic:
+    """The numbers of the last `days` days up to now, for a console reader (aggregates
+    only, no resident's words: every officer sees the bureau's numbers)."""
+    check_reader(user)
+    until = utcnow()
+    return MetricsPublic.parse_obj(
+        compute(session=session, since=until - timedelta(days=days), until=until)
+    )
+
+
+def csv_of_last_days(*, session: Session, user: User, days: int) -> tuple[str, str]:
+    """(file name, CSV text) of the same numbers, for Excel."""
+    report = last_days(session=session, user=user, days=days)
+    filename = f"jmt-metrics-{datetime.fromisoformat(report.window['until']).date()}.csv"
+    return filename, to_csv(report.dict())
 
 
 # ---- CSV ------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from casework.handling import audit
 from casework.models import Base, Case, Conversation, Message, User, utcnow
 from casework.privacy import mask_pii
+from casework.schemas import AnnotationPublic, InboxItemPublic, InboxPage, IntentsPublic
 from casework.settings import REPO_ROOT
 from casework.triage import TRIAGE_FILE, load_categories
 
@@ -358,6 +359,37 @@ def inbox(
             )
         )
     return items[offset : offset + limit], len(items)
+
+
+def inbox_page(
+    *,
+    session: Session,
+    user: User | None,
+    filters: Filters | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> InboxPage:
+    """One page of the inbox as the trainers' API serves it."""
+    items, total = inbox(session=session, user=user, filters=filters, limit=limit, offset=offset)
+    return InboxPage(
+        items=[InboxItemPublic.parse_obj(item.public()) for item in items], total=total
+    )
+
+
+def intent_choices(*, user: User | None) -> IntentsPublic:
+    """What the annotation picker offers."""
+    check_role(user)
+    return IntentsPublic.parse_obj({"intents": intents(), "entities": list(ENTITY_NAMES)})
+
+
+def decision_public(row: NluAnnotation) -> AnnotationPublic:
+    return AnnotationPublic(
+        message_id=row.message_id,
+        status=row.status,
+        intent=row.intent,
+        text=row.text,
+        entities=row.entities or [],
+    )
 
 
 # ------------------------------------------------------------------ decisions

@@ -13,12 +13,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-
-from casework import db, routing, tickets
+from casework import db, dispatch
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
-from casework.handling import officer_name
-from casework.models import Case, Ticket, User
 from casework.privacy import mask_pii
 from gateway.background import BackgroundLoop
 from integrations.governance import GovernanceClient, GovernanceError
@@ -39,7 +35,7 @@ def _minutes(priority: str) -> int:
 
 
 def build_notification(
-    case: Case, assignee_names: list[str], mobiles: list[str], console_url: str
+    case: dispatch.RoutedCase, assignee_names: list[str], mobiles: list[str], console_url: str
 ) -> Notification:
     urgent = case.priority == "urgent"
     label = CATEGORY_LABELS.get(case.category, case.category)
@@ -94,42 +90,15 @@ class Dispatcher(BackgroundLoop):
     # ---------------------------------------------------------------- cases
 
     def _route_new_cases(self) -> list[Announcement]:
-        announcements = []
         with db.session_scope(self.database_url) as session:
-            fresh = session.execute(
-                select(Case.id).where(Case.notify_status.is_(None), Case.status != "closed")
-            ).scalars()
-            for case_id in list(fresh):
-                claimed = session.execute(
-                    update(Case)
-                    .where(Case.id == case_id, Case.notify_status.is_(None))
-                    .values(notify_status="pending")
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if claimed != 1:
-                    continue  # another worker has it
-                case = session.get(Case, case_id)
-                assert case is not None
-                session.refresh(case)
-                commander = None
-                if case.assigned_to_id is None:  # new, or transferred to a desk
-                    commander = routing.apply(session=session, case=case).commander
-                elif case.due_at is None:
-                    case.due_at = case.created_at + RESPONSE_TARGETS[case.priority]
-                assignee = session.get(User, case.assigned_to_id) if case.assigned_to_id else None
-                people = [p for p in dict.fromkeys((assignee, commander)) if p is not None]
-                names = [officer_name(p) for p in people if p is not None]
-                mobiles = [p.mobile for p in people if p is not None and p.mobile]
-                logger.info("case %s → %s", case.id, ", ".join(names) or "nobody (no officers)")
-                if self.notifier is None:
-                    case.notify_status, case.notify_error = "failed", "DINGTALK_WEBHOOK_URL 未配置"
-                    continue
-                announcements.append(
-                    Announcement(
-                        case.id, build_notification(case, names, mobiles, self.console_url)
-                    )
-                )
-        return announcements
+            routed = dispatch.route_new_cases(session=session, can_notify=self.notifier is not None)
+        return [
+            Announcement(
+                case.id,
+                build_notification(case, list(case.names), list(case.mobiles), self.console_url),
+            )
+            for case in routed
+        ]
 
     async def _announce(self, announcement: Announcement) -> None:
         assert self.notifier is not None
@@ -140,10 +109,7 @@ class Dispatcher(BackgroundLoop):
             error = str(failure) or type(failure).__name__
             logger.error("notification for case %s failed: %s", announcement.case_id, error)
         with db.session_scope(self.database_url) as session:
-            case = session.get(Case, announcement.case_id)
-            if case is not None:
-                case.notify_status = "failed" if error else "sent"
-                case.notify_error = error
+            dispatch.record_announcement(session=session, case_id=announcement.case_id, error=error)
 
     # ---------------------------------------------------------------- tickets
 
@@ -161,26 +127,15 @@ class Dispatcher(BackgroundLoop):
 
     def _pending_tickets(self) -> list[tuple[int, dict]]:
         with db.session_scope(self.database_url) as session:
-            return [(t.id, tickets.payload(t)) for t in tickets.due_for_sending(session=session)]
+            return dispatch.tickets_to_send(session=session)
 
     def _ticket_sent(self, ticket_id: int, error: str | None, permanent: bool) -> None:
         with db.session_scope(self.database_url) as session:
-            ticket = session.get(Ticket, ticket_id)
-            if ticket is None:
-                return
-            ticket.send_attempts += 1
-            if error is None:
-                tickets.mark_sent(session=session, ticket_id=ticket_id)  # never backwards
-                return
-            ticket.send_error = error
-            logger.error(
-                "ticket %s not sent (attempt %d): %s", ticket_id, ticket.send_attempts, error
+            dispatch.record_ticket_sent(
+                session=session, ticket_id=ticket_id, error=error, permanent=permanent
             )
-            if permanent or ticket.send_attempts >= 10:
-                ticket.status = "failed"
-                tickets.back_to_officers(session, ticket, "ticket_not_sent", "工单无法送达治理平台")
 
     def _return_overdue_tickets(self) -> None:
         with db.session_scope(self.database_url) as session:
-            for ticket_id in tickets.return_overdue(session=session):
+            for ticket_id in dispatch.return_overdue_tickets(session=session):
                 logger.warning("ticket %s overdue: back to officers", ticket_id)

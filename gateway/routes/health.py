@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 
-from casework import db
+from casework import health
+from casework.schemas import HealthPublic
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz(request: Request) -> dict:
+@router.get("/healthz", response_model=HealthPublic)
+async def healthz(request: Request) -> HealthPublic:
     settings = request.app.state.settings
-    try:
-        with db.session_scope(settings.database_url) as session:
-            session.execute(text("select 1"))
-        database = "ok"
-    except Exception as error:  # noqa: BLE001 — report, never raise
-        database = f"down: {type(error).__name__}"
+    database = await asyncio.to_thread(health.database_state, settings.database_url)
     rasa = "ok" if await request.app.state.rasa.healthy() else "down"
     try:
         async with httpx.AsyncClient(timeout=3) as client:
@@ -28,9 +25,6 @@ async def healthz(request: Request) -> dict:
     except httpx.HTTPError as error:
         actions = f"down: {type(error).__name__}"
     healthy = database == rasa == actions == "ok"
-    return {
-        "status": "ok" if healthy else "degraded",
-        "database": database,
-        "rasa": rasa,
-        "action_server": actions,
-    }
+    return HealthPublic(
+        status="ok" if healthy else "degraded", database=database, rasa=rasa, action_server=actions
+    )

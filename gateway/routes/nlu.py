@@ -7,13 +7,14 @@ the domain layer; annotation offsets refer to the masked text the inbox shows.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from casework import nlu_export, nlu_inbox
 from casework.models import User
+from casework.schemas import AnnotationPublic, ExportPublic, InboxPage, IntentsPublic
 from gateway.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/nlu", tags=["nlu"])
@@ -48,17 +49,7 @@ def _fail(error: Exception) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error))
 
 
-def _decision(row: nlu_inbox.NluAnnotation) -> dict[str, Any]:
-    return {
-        "message_id": row.message_id,
-        "status": row.status,
-        "intent": row.intent,
-        "text": row.text,
-        "entities": row.entities or [],
-    }
-
-
-@router.get("/inbox")
+@router.get("/inbox", response_model=InboxPage)
 def list_inbox(
     user: TrainerUser,
     session: SessionDep,
@@ -71,7 +62,7 @@ def list_inbox(
     reason: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> dict[str, Any]:
+) -> InboxPage:
     filters = nlu_inbox.Filters(
         intent=intent,
         min_confidence=min_confidence,
@@ -82,23 +73,22 @@ def list_inbox(
         reason=reason,
     )
     try:
-        items, total = nlu_inbox.inbox(
+        return nlu_inbox.inbox_page(
             session=session, user=user, filters=filters, limit=limit, offset=offset
         )
     except (nlu_inbox.NluError, nlu_inbox.NotAllowed) as error:
         raise _fail(error) from error
-    return {"items": [item.public() for item in items], "total": total}
 
 
-@router.get("/intents")
-def list_intents(user: TrainerUser) -> dict[str, Any]:
-    return {"intents": nlu_inbox.intents(), "entities": list(nlu_inbox.ENTITY_NAMES)}
+@router.get("/intents", response_model=IntentsPublic)
+def list_intents(user: TrainerUser) -> IntentsPublic:
+    return nlu_inbox.intent_choices(user=user)
 
 
-@router.post("/inbox/{message_id}/annotate")
+@router.post("/inbox/{message_id}/annotate", response_model=AnnotationPublic)
 def annotate(
     message_id: int, body: AnnotateIn, user: TrainerUser, session: SessionDep
-) -> dict[str, Any]:
+) -> AnnotationPublic:
     try:
         row = nlu_inbox.annotate(
             session=session,
@@ -109,22 +99,22 @@ def annotate(
         )
     except (LookupError, nlu_inbox.NluError, nlu_inbox.NotAllowed) as error:
         raise _fail(error) from error
-    return _decision(row)
+    return nlu_inbox.decision_public(row)
 
 
-@router.post("/inbox/{message_id}/discard")
-def discard(message_id: int, user: TrainerUser, session: SessionDep) -> dict[str, Any]:
+@router.post("/inbox/{message_id}/discard", response_model=AnnotationPublic)
+def discard(message_id: int, user: TrainerUser, session: SessionDep) -> AnnotationPublic:
     try:
         row = nlu_inbox.discard(session=session, user=user, message_id=message_id)
     except (LookupError, nlu_inbox.NluError, nlu_inbox.NotAllowed) as error:
         raise _fail(error) from error
-    return _decision(row)
+    return nlu_inbox.decision_public(row)
 
 
-@router.post("/export")
-def export(user: TrainerUser, session: SessionDep) -> dict[str, Any]:
+@router.post("/export", response_model=ExportPublic)
+def export(user: TrainerUser, session: SessionDep) -> ExportPublic:
     try:
         result = nlu_export.export(session=session, user=user)
     except nlu_inbox.NotAllowed as error:
         raise _fail(error) from error
-    return result.public()
+    return ExportPublic.parse_obj(result.public())

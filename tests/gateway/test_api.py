@@ -26,9 +26,9 @@ def bearer(wechat, name: str) -> dict[str, str]:
 
 
 def test_conversations_api_shows_every_message_both_ways_with_intent(wechat, rasa):
-    add_user("zhang", "officer")
+    add_user("wang", "commander")  # officers' scoping: tests/gateway/test_scoping.py
     wechat.post(text_xml("o-api", "身份证丢了怎么补办"))
-    headers = bearer(wechat, "zhang")
+    headers = bearer(wechat, "wang")
     listing = wechat.client.get("/api/conversations", params={"openid": "o-api"}, headers=headers)
     assert listing.status_code == 200
     [conversation] = listing.json()

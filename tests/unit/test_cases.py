@@ -95,3 +95,45 @@ def test_unknown_category_or_priority_is_refused_and_nothing_stored(sqlite_url, 
 def test_migrate_is_idempotent(database_url):
     db.migrate(database_url)
     db.migrate(database_url)
+
+
+def _pending_ticket(openid: str, community: str) -> int:
+    with db.session_scope() as session:
+        ticket = open_ticket(
+            session=session, sender_id=openid, kind="dog", summary="恶犬", community=community
+        )
+        assert ticket.status == "pending"
+        return ticket.id
+
+
+def test_a_ticket_that_cannot_be_delivered_comes_back_to_officers_once(database_url):
+    from casework import dispatch
+
+    retried = _pending_ticket("o-retry", "俞范社区")
+    refused = _pending_ticket("o-refused", "万景社区")
+    with db.session_scope() as session:
+        dispatch.record_ticket_sent(
+            session=session, ticket_id=retried, error="HTTP 502", permanent=False
+        )
+        dispatch.record_ticket_sent(
+            session=session, ticket_id=refused, error="HTTP 400", permanent=True
+        )
+    with db.session_scope() as session:
+        again = session.get(Ticket, retried)
+        assert (again.status, again.send_attempts, again.send_error) == ("pending", 1, "HTTP 502")
+        assert session.get(Ticket, refused).status == "failed"
+        [back] = session.execute(select(Case).where(Case.sender_id == "o-refused")).scalars()
+        assert (back.reason, back.community) == ("ticket_not_sent", "万景社区")
+        assert session.execute(select(Case).where(Case.sender_id == "o-retry")).first() is None
+    with db.session_scope() as session:
+        for _ in range(dispatch.MAX_SEND_ATTEMPTS - 1):
+            dispatch.record_ticket_sent(
+                session=session, ticket_id=retried, error="HTTP 502", permanent=False
+            )
+    with db.session_scope() as session:
+        assert session.get(Ticket, retried).status == "failed"  # ten attempts: given up
+        sent = _pending_ticket("o-sent", "清水浦社区")
+        dispatch.record_ticket_sent(session=session, ticket_id=sent, error=None, permanent=False)
+        delivered = session.get(Ticket, sent)
+        assert (delivered.status, delivered.send_error) == ("sent", None)
+        assert delivered.sent_at is not None

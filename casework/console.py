@@ -1,0 +1,370 @@
+"""The officers' console API as services: every read and write it makes, for the acting
+user, returning public schemas (`casework.schemas`).
+
+Scoping is part of each query (`handling.scope_filter`, `ticket_scope`,
+`conversation_scope`), so a route cannot forget it: a record out of the user's scope is
+simply not found. Every read of a resident's words — a conversation's messages, a case's
+transcript — is audited (`read_conversation` / `read_case`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from casework import audit, conversations, handling, tickets
+from casework.cases import CATEGORY_LABELS, PRIORITIES
+from casework.clock import aware, utcnow
+from casework.handling import NotFound
+from casework.models import Case, CaseNote, Conversation, Message, Ticket, User
+from casework.schemas import (
+    CaseConversation,
+    CaseDetail,
+    CaseHistoryItem,
+    CasePublic,
+    ConversationDetail,
+    ConversationPublic,
+    DivertResult,
+    MePublic,
+    MessagePublic,
+    NotePublic,
+    OfficerPublic,
+    PersonRef,
+    ReplyResult,
+    TicketPublic,
+)
+
+# ------------------------------------------------------------------ building public schemas
+
+
+def _person(session: Session, user_id: int | None) -> PersonRef | None:
+    user = session.get(User, user_id) if user_id else None
+    return PersonRef(id=user.id, name=handling.officer_name(user)) if user else None
+
+
+def _at(value: datetime | None) -> datetime:
+    """A timestamp column with a default (never None once flushed), with its zone."""
+    result = aware(value)
+    assert result is not None
+    return result
+
+
+def case_public(session: Session, case: Case) -> CasePublic:
+    due = aware(case.due_at)
+    waiting = case.first_reply_at is None and case.status != "closed"
+    seconds_left = int((due - utcnow()).total_seconds()) if due and waiting else None
+    return CasePublic(
+        id=case.id,
+        category=case.category,
+        category_label=CATEGORY_LABELS.get(case.category, case.category),
+        priority=case.priority,
+        status=case.status,
+        reason=case.reason,
+        desk=case.desk,
+        summary=case.summary,
+        street=case.street,
+        community=case.community,
+        assigned_to=_person(session, case.assigned_to_id),
+        claimed_by=_person(session, case.claimed_by_id),
+        created_at=_at(case.created_at),
+        due_at=due,
+        first_reply_at=aware(case.first_reply_at),
+        closed_at=aware(case.closed_at),
+        seconds_left=seconds_left,
+        overdue=seconds_left is not None and seconds_left < 0,
+        notify_status=case.notify_status,
+        notify_error=case.notify_error,
+        rating=case.rating,
+        resolution=case.resolution,
+    )
+
+
+def ticket_public(ticket: Ticket) -> TicketPublic:
+    return TicketPublic(
+        id=ticket.id,
+        kind=ticket.kind,
+        kind_label=tickets.KIND_LABELS.get(ticket.kind),
+        status=ticket.status,
+        summary=ticket.summary,
+        street=ticket.street,
+        community=ticket.community,
+        location=ticket.location,
+        case_id=ticket.case_id,
+        linked_to_id=ticket.linked_to_id,
+        sent_at=aware(ticket.sent_at),
+        status_note=ticket.status_note,
+        created_at=_at(ticket.created_at),
+        due_at=aware(ticket.due_at),
+        resolved_at=aware(ticket.resolved_at),
+        overdue=tickets.is_overdue(ticket),
+        send_error=ticket.send_error,
+    )
+
+
+def message_public(message: Message) -> MessagePublic:
+    return MessagePublic(
+        id=message.id,
+        direction=message.direction,
+        msg_type=message.msg_type,
+        content=message.content,
+        media=message.media or {},
+        status=message.status,
+        intent=message.intent,
+        confidence=message.confidence,
+        sender=message.sender,
+        delivery=message.delivery,
+        created_at=_at(message.created_at),
+    )
+
+
+def conversation_public(conversation: Conversation) -> ConversationPublic:
+    return ConversationPublic(
+        id=conversation.id,
+        openid=conversation.openid,
+        owner=conversation.owner,
+        location_label=conversation.location_label,
+        location_lat=conversation.location_lat,
+        location_lng=conversation.location_lng,
+        created_at=_at(conversation.created_at),
+        updated_at=_at(conversation.updated_at),
+    )
+
+
+def note_public(session: Session, note: CaseNote) -> NotePublic:
+    return NotePublic(
+        id=note.id,
+        author=handling.officer_name(session.get(User, note.author_id)),
+        text=note.text,
+        created_at=_at(note.created_at),
+    )
+
+
+def officer_public(user: User) -> OfficerPublic:
+    return OfficerPublic(
+        id=user.id,
+        name=handling.officer_name(user),
+        role=user.role,
+        desk=user.desk,
+        community=user.community,
+    )
+
+
+def me(*, user: User) -> MePublic:
+    return MePublic(
+        id=user.id,
+        username=user.username,
+        name=handling.officer_name(user),
+        role=user.role,
+        desk=user.desk,
+        community=user.community,
+    )
+
+
+# ------------------------------------------------------------------ the signed-in user
+
+
+def signed_in_user(*, session: Session, user_id: int) -> User | None:
+    """The account a valid token names, while it is still active."""
+    user = session.get(User, user_id)
+    return user if user is not None and user.active else None
+
+
+def officers(*, session: Session, user: User) -> list[OfficerPublic]:
+    """Whom a case can be transferred to (names and desks only, no contact details)."""
+    handling.check_reader(user)
+    people = session.execute(
+        select(User)
+        .where(User.active.is_(True), User.role.in_(("officer", "commander")))
+        .order_by(User.id)
+    ).scalars()
+    return [officer_public(person) for person in people]
+
+
+# ------------------------------------------------------------------ cases
+
+
+def _queue_order(case: CasePublic) -> tuple[int, int, int]:
+    left = case.seconds_left
+    return (PRIORITIES.index(case.priority), left if left is not None else 10**9, case.id)
+
+
+def list_cases(*, session: Session, user: User, status: str = "active") -> list[CasePublic]:
+    """The queue: most urgent first, then the least time left."""
+    found = handling.visible_cases(session=session, user=user, status=status)
+    return sorted((case_public(session, c) for c in found), key=_queue_order)
+
+
+def _case_detail(session: Session, user: User, case: Case, client_ip: str | None) -> CaseDetail:
+    conversation = conversations.conversation_for(session=session, openid=case.sender_id)
+    transcript = conversations.messages_of(session=session, conversation_id=conversation.id)
+    notes = session.execute(
+        select(CaseNote).where(CaseNote.case_id == case.id).order_by(CaseNote.id)
+    ).scalars()
+    history_query = (
+        select(Case)
+        .where(Case.sender_id == case.sender_id, Case.id != case.id)
+        .order_by(Case.id.desc())
+    )
+    tickets_query = (
+        select(Ticket)
+        .where((Ticket.case_id == case.id) | (Ticket.sender_id == case.sender_id))
+        .order_by(Ticket.id)
+    )
+    if not handling.sees_everything(user):
+        # The resident's other records only as far as the reader may see them.
+        history_query = history_query.where(handling.scope_filter(user))
+        tickets_query = tickets_query.where(handling.ticket_scope(user))
+    audit.record(
+        session, user, "read_case", "case", case.id, client_ip=client_ip, messages=len(transcript)
+    )
+    return CaseDetail(
+        **case_public(session, case).dict(),
+        details=case.details or {},
+        location=case.location,
+        conversation=CaseConversation(
+            id=conversation.id,
+            openid=conversation.openid,
+            owner=conversation.owner,
+            location_label=conversation.location_label,
+            location_lat=conversation.location_lat,
+            location_lng=conversation.location_lng,
+        ),
+        transcript=[message_public(m) for m in transcript],
+        notes=[note_public(session, n) for n in notes],
+        history=[
+            CaseHistoryItem(
+                id=c.id,
+                category_label=CATEGORY_LABELS.get(c.category, c.category),
+                status=c.status,
+                summary=c.summary,
+                created_at=_at(c.created_at),
+            )
+            for c in session.execute(history_query).scalars()
+        ],
+        tickets=[ticket_public(t) for t in session.execute(tickets_query).scalars()],
+    )
+
+
+def case_detail(
+    *, session: Session, user: User, case_id: int, client_ip: str | None = None
+) -> CaseDetail:
+    """A case with its transcript, notes and the resident's other records (audited)."""
+    case = handling.get_case(session=session, user=user, case_id=case_id)
+    if case is None:
+        raise NotFound("案件不存在")
+    return _case_detail(session, user, case, client_ip)
+
+
+def claim(
+    *, session: Session, user: User, case_id: int, client_ip: str | None = None
+) -> CaseDetail:
+    case = handling.claim(session=session, user=user, case_id=case_id)
+    return _case_detail(session, user, case, client_ip)
+
+
+def reply(*, session: Session, user: User, case_id: int, text: str) -> ReplyResult:
+    sent = handling.reply(session=session, user=user, case_id=case_id, text=text)
+    return ReplyResult(message_id=sent.message_id, outbox_id=sent.outbox_id)
+
+
+def add_note(*, session: Session, user: User, case_id: int, text: str) -> NotePublic:
+    return note_public(
+        session, handling.add_note(session=session, user=user, case_id=case_id, text=text)
+    )
+
+
+def transfer(
+    *,
+    session: Session,
+    user: User,
+    case_id: int,
+    desk: str | None = None,
+    officer_id: int | None = None,
+) -> CasePublic:
+    case = handling.transfer(
+        session=session, user=user, case_id=case_id, desk=desk, officer_id=officer_id
+    )
+    return case_public(session, case)
+
+
+def divert(
+    *, session: Session, user: User, case_id: int, kind: str, note: str = ""
+) -> DivertResult:
+    ticket_id = handling.divert(session=session, user=user, case_id=case_id, kind=kind, note=note)
+    return DivertResult(ticket_id=ticket_id)
+
+
+@dataclass(frozen=True)
+class Closed:
+    case: CasePublic
+    openid: str  # whose conversation goes back to the bot (Rasa is told by the caller)
+
+
+def close(*, session: Session, user: User, case_id: int, resolution: str) -> Closed:
+    case = handling.close(session=session, user=user, case_id=case_id, resolution=resolution)
+    return Closed(case=case_public(session, case), openid=case.sender_id)
+
+
+def correct_category(*, session: Session, user: User, case_id: int, category: str) -> CasePublic:
+    case = handling.correct_category(session=session, user=user, case_id=case_id, category=category)
+    return case_public(session, case)
+
+
+# ------------------------------------------------------------------ conversations
+
+
+def list_conversations(
+    *, session: Session, user: User, openid: str | None = None
+) -> list[ConversationPublic]:
+    """Conversations the user may see, newest first; an out-of-scope openid finds none."""
+    handling.check_reader(user)
+    query = select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    if openid:
+        query = query.where(Conversation.openid == openid)
+    if not handling.sees_everything(user):
+        query = query.where(handling.conversation_scope(user))
+    return [conversation_public(c) for c in session.execute(query).scalars()]
+
+
+def conversation_detail(
+    *, session: Session, user: User, conversation_id: int, client_ip: str | None = None
+) -> ConversationDetail:
+    """Every message of one conversation, both directions (audited)."""
+    handling.check_reader(user)
+    query = select(Conversation).where(Conversation.id == conversation_id)
+    if not handling.sees_everything(user):
+        query = query.where(handling.conversation_scope(user))
+    conversation = session.execute(query).scalar_one_or_none()
+    if conversation is None:
+        raise NotFound("会话不存在")
+    messages = conversations.messages_of(session=session, conversation_id=conversation.id)
+    audit.record(
+        session,
+        user,
+        "read_conversation",
+        "conversation",
+        conversation.id,
+        client_ip=client_ip,
+        messages=len(messages),
+    )
+    return ConversationDetail(
+        **conversation_public(conversation).dict(),
+        messages=[message_public(m) for m in messages],
+    )
+
+
+# ------------------------------------------------------------------ tickets
+
+
+def list_tickets(*, session: Session, user: User, status: str | None = None) -> list[TicketPublic]:
+    """Diversion tickets the user may see, newest first."""
+    handling.check_reader(user)
+    query = select(Ticket).order_by(Ticket.id.desc())
+    if status:
+        query = query.where(Ticket.status == status)
+    if not handling.sees_everything(user):
+        query = query.where(handling.ticket_scope(user))
+    return [ticket_public(t) for t in session.execute(query).scalars()]
