@@ -45,7 +45,7 @@ _DUMMY_HASH = "scrypt$16384$btFrYC966r8LruHUTEVd3A==$3LwhU8k5cTntXROmQsf0hhobHJf
 _MAX_KEY_USERNAME = 128  # login_attempts.key is 200 characters
 
 WRONG_CREDENTIALS = "用户名或密码错误"
-PAIR_LOCKED = "登录失败次数过多，已暂时锁定，请15分钟后再试"
+PAIR_LOCKED = "登录失败次数过多，账号已暂时锁定，请稍后再试"
 ADDRESS_LIMITED = "登录尝试过于频繁，请稍后再试"
 
 
