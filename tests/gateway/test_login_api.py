@@ -62,3 +62,59 @@ def test_logins_and_failures_are_audited_with_the_client_address(wechat):
         ("login_failed", None, "testclient", "zhang"),
         ("login", user_id, "testclient", None),
     ]
+
+
+def test_thirty_wrong_passwords_in_parallel_over_http_lock_the_pair(wechat):
+    """Through uvicorn with thirty concurrent requests (the route commits each failure)."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from gateway.app import create_app
+
+    add_user("zhang")
+    app = create_app(
+        wechat.client.app.state.settings,
+        start_outbox=False,
+        rasa=wechat.client.app.state.rasa,
+        probe_actions=False,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/api/auth/token"
+    start = threading.Barrier(30)
+    statuses: list[int] = []
+
+    def wrong() -> None:
+        start.wait()
+        form = {"username": "zhang", "password": "wrong-password"}
+        statuses.append(httpx.post(url, data=form, timeout=60).status_code)
+
+    try:
+        threads = [threading.Thread(target=wrong) for _ in range(30)]
+        for worker in threads:
+            worker.start()
+        for worker in threads:
+            worker.join(timeout=90)
+        right = httpx.post(url, data={"username": "zhang", "password": PASSWORD}, timeout=30)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert sorted(set(statuses)) == [401]  # no 500 under contention
+    assert len(statuses) == 30
+    # From 127.0.0.1 the right password is refused: the pair is locked, and when more
+    # than twenty of the thirty were counted before the lock, the address is as well.
+    assert (right.status_code, right.json()["detail"]) in [
+        (401, accounts.PAIR_LOCKED),
+        (429, accounts.ADDRESS_LIMITED),
+    ]
+    with db.session_scope() as session:  # from another address the officer signs in
+        accounts.authenticate(
+            session=session, username="zhang", password=PASSWORD, client_ip="10.9.9.9"
+        )
