@@ -177,27 +177,30 @@ def _count_failure(*, session: Session, key: str, limit: int, now: datetime) -> 
     Insert-if-missing is guarded by the primary key (a concurrent insert loses and goes
     on); the count and the lock are conditional UPDATEs the database applies one after
     the other, so concurrent failures are all counted."""
-    try:
-        with session.begin_nested():
-            session.add(LoginAttempt(key=key, failures=0, window_started_at=now))
-    except IntegrityError:
-        pass  # someone counted this key before: the row is there
-    session.execute(  # a window that ran out (and is not locked) starts again
-        update(LoginAttempt)
-        .where(
-            LoginAttempt.key == key,
-            LoginAttempt.window_started_at <= now - FAILURE_WINDOW,
-            or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now),
+    for _ in range(3):  # a row pruned between insert and update is inserted again
+        try:
+            with session.begin_nested():
+                session.add(LoginAttempt(key=key, failures=0, window_started_at=now))
+        except IntegrityError:
+            pass  # someone counted this key before: the row is there
+        session.execute(  # a window that ran out (and is not locked) starts again
+            update(LoginAttempt)
+            .where(
+                LoginAttempt.key == key,
+                LoginAttempt.window_started_at <= now - FAILURE_WINDOW,
+                or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now),
+            )
+            .values(failures=0, window_started_at=now, locked_until=None)
+            .execution_options(synchronize_session=False)
         )
-        .values(failures=0, window_started_at=now, locked_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(LoginAttempt)
-        .where(LoginAttempt.key == key)
-        .values(failures=LoginAttempt.failures + 1)
-        .execution_options(synchronize_session=False)
-    )
+        counted = session.execute(
+            update(LoginAttempt)
+            .where(LoginAttempt.key == key)
+            .values(failures=LoginAttempt.failures + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if counted.rowcount == 1:
+            break
     session.execute(
         update(LoginAttempt)
         .where(
@@ -208,6 +211,29 @@ def _count_failure(*, session: Session, key: str, limit: int, now: datetime) -> 
         .values(locked_until=now + LOCKOUT)
         .execution_options(synchronize_session=False)
     )
+
+
+def _prune(*, session: Session, now: datetime) -> None:
+    """Forget counts nobody needs any more, so guessed usernames do not pile up.
+
+    Runs last and skips rows another login holds (SKIP LOCKED on PostgreSQL; SQLite
+    writes one at a time anyway): pruning never waits, so it cannot deadlock."""
+    stale = now - FAILURE_WINDOW - LOCKOUT
+    condition = (
+        LoginAttempt.window_started_at < stale,
+        or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until < stale),
+    )
+    keys = list(
+        session.execute(
+            select(LoginAttempt.key).where(*condition).limit(500).with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    if keys:
+        session.execute(
+            delete(LoginAttempt)
+            .where(LoginAttempt.key.in_(keys), *condition)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def authenticate(*, session: Session, username: str, password: str, client_ip: str) -> User:
@@ -240,6 +266,7 @@ def authenticate(*, session: Session, username: str, password: str, client_ip: s
         .values(failed_logins=User.failed_logins + 1)
         .execution_options(synchronize_session=False)
     )
+    _prune(session=session, now=now)
     raise LoginRefused(LoginRefusal.WRONG)
 
 

@@ -181,3 +181,15 @@ def test_reset_password_clears_the_lockouts_of_that_user_only(database_url):
 def test_usernames_have_1_to_64_characters(database_url, name):
     with pytest.raises(accounts.AccountError), db.session_scope() as session:
         accounts.create_user(session=session, username=name, password=PASSWORD, role="officer")
+
+
+def test_counts_nobody_needs_any_more_are_forgotten(database_url):
+    attempt("guess-a", "wrong-password", ATTACKER)
+    long_ago = utcnow() - accounts.FAILURE_WINDOW - accounts.LOCKOUT - timedelta(minutes=1)
+    with db.session_scope() as session:
+        session.execute(update(LoginAttempt).values(window_started_at=long_ago))
+    attempt("guess-b", "wrong-password", ATTACKER)
+    with db.session_scope() as session:
+        keys = set(session.execute(select(LoginAttempt.key)).scalars())
+        assert keys == {f"user:guess-b|{ATTACKER}", f"ip:{ATTACKER}"}
+        assert session.get(LoginAttempt, f"ip:{ATTACKER}").failures == 1
