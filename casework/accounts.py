@@ -1,30 +1,52 @@
-"""Console accounts: password hashing (scrypt), lockout, and signed access tokens.
+"""Console accounts: password hashing (scrypt), login throttling, and signed access tokens.
 
 Tokens are JWTs (HS256) signed with SECRET_KEY; without one (development), a random
 secret is generated once and kept in the database so every gateway worker shares it.
+
+Login throttling lives in the shared database (`login_attempts`), so every gateway
+worker sees the same counts. Failures are counted per (username, client IP) — five within
+fifteen minutes lock that pair — and per client IP across all usernames — twenty lock
+the address. Counting per pair (not per account) means someone who only knows an
+officer's username can lock them out from their own address, never from the officer's.
+Every count is one conditional UPDATE (`failures = failures + 1`), never read-modify-write,
+so thirty wrong passwords sent at once are thirty failures.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import jwt
-from sqlalchemy import select
+from pydantic import BaseModel
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from casework.models import SharedValue, User, utcnow
+from casework.clock import utcnow
+from casework.models import LoginAttempt, SharedValue, User
 
 ROLES = ("officer", "commander", "trainer", "admin")
 DESKS = ("治安", "法制", "交警", "出入境", "反诈")
-MAX_FAILED_LOGINS = 5
+MAX_FAILED_LOGINS = 5  # per (username, client IP) within FAILURE_WINDOW
+MAX_FAILED_LOGINS_PER_IP = 20  # per client IP, all usernames, within FAILURE_WINDOW
+FAILURE_WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
 TOKEN_LIFETIME = timedelta(hours=8)  # one shift
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+# Unknown usernames are checked against this hash (of a random, forgotten password), so
+# they cost one scrypt like a known username and answer just as slowly.
+_DUMMY_HASH = "scrypt$16384$btFrYC966r8LruHUTEVd3A==$3LwhU8k5cTntXROmQsf0hhobHJfwIeskTe+K3ZQPnGY="
+_MAX_KEY_USERNAME = 128  # login_attempts.key is 200 characters
+
+WRONG_CREDENTIALS = "用户名或密码错误"
+PAIR_LOCKED = "登录失败次数过多，账号已暂时锁定，请稍后再试"
+ADDRESS_LIMITED = "登录尝试过于频繁，请稍后再试"
 
 
 class AccountError(ValueError):
@@ -33,6 +55,25 @@ class AccountError(ValueError):
 
 class AuthError(Exception):
     """Login or token refused; the message is safe to show."""
+
+
+class LoginRefusal(enum.Enum):
+    WRONG = "wrong"  # wrong password, unknown or disabled account (one answer for all)
+    LOCKED = "locked"  # this username from this address failed too often
+    RATE_LIMITED = "rate_limited"  # this address failed too often, whatever the username
+
+
+class LoginRefused(AuthError):
+    """A refused login: `reason` says which answer to give (401 or 429)."""
+
+    def __init__(self, reason: LoginRefusal) -> None:
+        text = {
+            LoginRefusal.WRONG: WRONG_CREDENTIALS,
+            LoginRefusal.LOCKED: PAIR_LOCKED,
+            LoginRefusal.RATE_LIMITED: ADDRESS_LIMITED,
+        }[reason]
+        super().__init__(text)
+        self.reason = reason
 
 
 def hash_password(password: str) -> str:
@@ -61,6 +102,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(expected, actual)
 
 
+def _check_password_policy(password: str) -> None:
+    if len(password) < 8:
+        raise AccountError("the password must have at least 8 characters")
+
+
 def create_user(
     *,
     session: Session,
@@ -69,13 +115,17 @@ def create_user(
     role: str,
     community: str | None = None,
     desk: str | None = None,
+    mobile: str | None = None,
 ) -> User:
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     if desk is not None and desk not in DESKS:
         raise AccountError(f"unknown desk {desk!r}; expected one of {', '.join(DESKS)}")
-    if len(password) < 8:
-        raise AccountError("the password must have at least 8 characters")
+    if not username or len(username) > 64:
+        raise AccountError("the username must have 1 to 64 characters")
+    if mobile is not None and len(mobile) > 20:
+        raise AccountError("the mobile number must have at most 20 characters")
+    _check_password_policy(password)
     if session.execute(select(User).where(User.username == username)).scalar_one_or_none():
         raise AccountError(f"user {username!r} already exists")
     user = User(
@@ -84,6 +134,7 @@ def create_user(
         role=role,
         community=community,
         desk=desk,
+        mobile=mobile,
         active=True,
         failed_logins=0,
     )
@@ -92,28 +143,232 @@ def create_user(
     return user
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:  # SQLite returns naive UTC
-        return value.replace(tzinfo=timezone.utc)
-    return value
+# ------------------------------------------------------------------ login throttling
 
 
-def authenticate(*, session: Session, username: str, password: str) -> User:
-    """The user, or AuthError. Repeated failures lock the account for a while."""
-    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+def _pair_key(username: str, client_ip: str) -> str:
+    return f"user:{username[:_MAX_KEY_USERNAME]}|{client_ip}"
+
+
+def _address_key(client_ip: str) -> str:
+    return f"ip:{client_ip}"
+
+
+def _refusal_in_force(
+    *, session: Session, pair: str, address: str, now: datetime
+) -> LoginRefusal | None:
+    locked = set(
+        session.execute(
+            select(LoginAttempt.key).where(
+                LoginAttempt.key.in_([pair, address]), LoginAttempt.locked_until > now
+            )
+        ).scalars()
+    )
+    if address in locked:
+        return LoginRefusal.RATE_LIMITED
+    if pair in locked:
+        return LoginRefusal.LOCKED
+    return None
+
+
+def _count_failure(*, session: Session, key: str, limit: int, now: datetime) -> None:
+    """One more failure for `key`; lock it once `limit` failures fall in one window.
+
+    Insert-if-missing is guarded by the primary key (a concurrent insert loses and goes
+    on); the count and the lock are conditional UPDATEs the database applies one after
+    the other, so concurrent failures are all counted."""
+    for _ in range(3):  # a row pruned between insert and update is inserted again
+        try:
+            with session.begin_nested():
+                session.add(LoginAttempt(key=key, failures=0, window_started_at=now))
+        except IntegrityError:
+            pass  # someone counted this key before: the row is there
+        session.execute(  # a window that ran out (and is not locked) starts again
+            update(LoginAttempt)
+            .where(
+                LoginAttempt.key == key,
+                LoginAttempt.window_started_at <= now - FAILURE_WINDOW,
+                or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now),
+            )
+            .values(failures=0, window_started_at=now, locked_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        counted = session.execute(
+            update(LoginAttempt)
+            .where(LoginAttempt.key == key)
+            .values(failures=LoginAttempt.failures + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if counted.rowcount == 1:
+            break
+    session.execute(
+        update(LoginAttempt)
+        .where(
+            LoginAttempt.key == key,
+            LoginAttempt.failures >= limit,
+            or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now),
+        )
+        .values(locked_until=now + LOCKOUT)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _prune(*, session: Session, now: datetime) -> None:
+    """Forget counts nobody needs any more, so guessed usernames do not pile up.
+
+    Runs last and skips rows another login holds (SKIP LOCKED on PostgreSQL; SQLite
+    writes one at a time anyway): pruning never waits, so it cannot deadlock."""
+    stale = now - FAILURE_WINDOW - LOCKOUT
+    condition = (
+        LoginAttempt.window_started_at < stale,
+        or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until < stale),
+    )
+    keys = list(
+        session.execute(
+            select(LoginAttempt.key).where(*condition).limit(500).with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    if keys:
+        session.execute(
+            delete(LoginAttempt)
+            .where(LoginAttempt.key.in_(keys), *condition)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def authenticate(*, session: Session, username: str, password: str, client_ip: str) -> User:
+    """The user, or LoginRefused. The caller commits in both cases (failures count).
+
+    Unknown and disabled usernames do the same work as known ones (one scrypt, the same
+    statements) and get the same answer, so neither the text nor the time tells whether
+    an account exists."""
     now = utcnow()
-    if user is None or not user.active:
-        raise AuthError("用户名或密码错误")
-    locked_until = _aware(user.locked_until)
-    if locked_until is not None and locked_until > now:
-        raise AuthError("登录失败次数过多，账号已暂时锁定，请稍后再试")
-    if not verify_password(password, user.password_hash):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until, user.failed_logins = now + LOCKOUT, 0
-        raise AuthError("用户名或密码错误")
-    user.failed_logins, user.locked_until = 0, None
+    pair, address = _pair_key(username, client_ip), _address_key(client_ip)
+    refusal = _refusal_in_force(session=session, pair=pair, address=address, now=now)
+    if refusal is not None:
+        raise LoginRefused(refusal)
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    password_ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+    if user is not None and user.active and password_ok:
+        session.execute(
+            delete(LoginAttempt)
+            .where(LoginAttempt.key == pair)
+            .execution_options(synchronize_session=False)
+        )
+        user.failed_logins, user.locked_until = 0, None
+        return user
+    # Consistent order (pair, then address) so concurrent logins cannot deadlock.
+    _count_failure(session=session, key=pair, limit=MAX_FAILED_LOGINS, now=now)
+    _count_failure(session=session, key=address, limit=MAX_FAILED_LOGINS_PER_IP, now=now)
+    session.execute(  # the admin-visible count only; never the lock (matches 0 rows if unknown)
+        update(User)
+        .where(User.username == username)
+        .values(failed_logins=User.failed_logins + 1)
+        .execution_options(synchronize_session=False)
+    )
+    _prune(session=session, now=now)
+    raise LoginRefused(LoginRefusal.WRONG)
+
+
+def clear_lockouts(*, session: Session, username: str) -> int:
+    """Forget every failed-login count of `username` (from any address). Returns how many."""
+    prefix = f"user:{username[:_MAX_KEY_USERNAME]}|"
+    keys = [
+        key
+        for key in session.execute(
+            select(LoginAttempt.key).where(LoginAttempt.key.startswith(prefix, autoescape=True))
+        ).scalars()
+        # an address never contains "|": this skips user "a|b" when clearing user "a"
+        if "|" not in key[len(prefix) :]
+    ]
+    if keys:
+        session.execute(
+            delete(LoginAttempt)
+            .where(LoginAttempt.key.in_(keys))
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(
+        update(User)
+        .where(User.username == username)
+        .values(failed_logins=0, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return len(keys)
+
+
+# ------------------------------------------------------------------ operators' account tools
+
+
+class UserPublic(BaseModel):
+    """An account as operators see it: never the password hash."""
+
+    id: int
+    username: str
+    role: str
+    community: str | None
+    desk: str | None
+    mobile: str | None
+    active: bool
+    failed_logins: int
+    locked_pairs: int  # (username, address) pairs locked right now
+
+
+def list_users(*, session: Session) -> list[UserPublic]:
+    now = utcnow()
+    locked_keys = list(
+        session.execute(
+            select(LoginAttempt.key).where(
+                LoginAttempt.key.startswith("user:"), LoginAttempt.locked_until > now
+            )
+        ).scalars()
+    )
+    locked: dict[str, int] = {}
+    for key in locked_keys:
+        name = key[len("user:") :].rsplit("|", 1)[0]
+        locked[name] = locked.get(name, 0) + 1
+    return [
+        UserPublic(
+            id=user.id,
+            username=user.username,
+            role=user.role,
+            community=user.community,
+            desk=user.desk,
+            mobile=user.mobile,
+            active=user.active,
+            failed_logins=user.failed_logins,
+            locked_pairs=locked.get(user.username[:_MAX_KEY_USERNAME], 0),
+        )
+        for user in session.execute(select(User).order_by(User.id)).scalars()
+    ]
+
+
+def _existing(session: Session, username: str) -> User:
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None:
+        raise AccountError(f"no user {username!r}")
     return user
+
+
+def disable_user(*, session: Session, username: str) -> UserPublic:
+    """Refuse every future login and every token already issued (deps check `active`)."""
+    _existing(session, username).active = False
+    session.flush()
+    [public] = [u for u in list_users(session=session) if u.username == username]
+    return public
+
+
+def reset_password(*, session: Session, username: str, password: str) -> UserPublic:
+    """A new password; the account's lockouts are cleared so it can sign in at once."""
+    _check_password_policy(password)
+    user = _existing(session, username)
+    user.password_hash = hash_password(password)
+    session.flush()
+    clear_lockouts(session=session, username=username)
+    [public] = [u for u in list_users(session=session) if u.username == username]
+    return public
+
+
+# ------------------------------------------------------------------ tokens
 
 
 def signing_secret(*, session: Session, configured: str | None) -> str:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from casework import db
 from casework.settings import Settings, get_settings
-from gateway import protocol
+from gateway import logsafe, protocol
 from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
@@ -49,6 +49,7 @@ def create_app(
     passive-reply budget; production uses the environment."""
     settings = settings or get_settings()
     settings.check_for_production()
+    logsafe.install()  # before uvicorn logs the first request: no tokens in access logs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

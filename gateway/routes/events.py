@@ -1,102 +1,86 @@
 """GET /api/events — server-sent events for the console's live queue.
 
-Each connection polls the database once a second for cases that changed and resident
-messages that arrived. Polling the shared database (instead of an in-process bus) keeps
-it right with several gateway workers and with cases created by the action server.
+The console first trades its bearer token for a stream ticket (POST /api/events/ticket),
+then opens the stream with `?ticket=`: the JWT never appears in a URL, and a ticket that
+leaks into a log is already used or expired. Each connection polls the shared database
+once a second (`casework.live`), which keeps it right with several gateway workers and
+with cases created by the action server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
 
-from casework import accounts, db, handling
-from casework.models import Case, Conversation, Message, User
+from casework import db, live
+from gateway.deps import OfficerUser, SessionDep
 
 router = APIRouter(prefix="/api", tags=["events"])
 POLL_SECONDS = 1.0
 PING_EVERY = 15
 
 
-def _user_for(token: str, database_url: str, configured_secret: str | None) -> int:
+@router.post("/events/ticket", response_model=live.StreamTicket)
+def stream_ticket(user: OfficerUser, session: SessionDep) -> live.StreamTicket:
+    try:
+        ticket = live.issue_ticket(session=session, user=user)
+    except live.StreamRefused as error:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from error
+    # Commit before answering: the browser opens the stream at once, maybe on another worker.
+    session.commit()
+    return ticket
+
+
+def _redeem(database_url: str, ticket: str) -> int | None:
     with db.session_scope(database_url) as session:
-        secret = accounts.signing_secret(session=session, configured=configured_secret)
-        try:
-            claims = accounts.read_token(token, secret=secret)
-        except accounts.AuthError as error:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(error)) from error
-        user = session.get(User, claims.user_id)
-        if user is None or not user.active or user.role not in ("officer", "commander", "admin"):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看案件")
-        return user.id
+        return live.redeem_ticket(session=session, ticket=ticket)
 
 
 def _changes(
     database_url: str, user_id: int, since: datetime | None, last_message: int
-) -> tuple[list[dict], list[dict], datetime | None, int]:
+) -> live.LiveChanges:
     with db.session_scope(database_url) as session:
-        user = session.get(User, user_id)
-        assert user is not None
-        cases_query = select(Case)
-        if since is not None:
-            cases_query = cases_query.where(Case.updated_at > since)
-        if not handling.sees_everything(user):
-            cases_query = cases_query.where(handling.scope_filter(user))
-        changed = list(session.execute(cases_query).scalars())
-        newest = session.execute(select(func.max(Case.updated_at))).scalar_one_or_none()
-        messages = session.execute(
-            select(Message, Conversation.openid)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Message.id > last_message, Message.direction == "in")
-            .order_by(Message.id)
-        ).all()
-        latest_message = max([last_message, *(m.id for m, _ in messages)])
-        message_events = []
-        for message, openid in messages:
-            case = session.execute(
-                select(Case)
-                .where(Case.sender_id == openid, Case.status != "closed")
-                .order_by(Case.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            if case is not None and handling.can_see(user, case):
-                message_events.append(
-                    {"case_id": case.id, "conversation_id": message.conversation_id}
-                )
-        case_events = [{"id": c.id, "status": c.status, "priority": c.priority} for c in changed]
-        return case_events, message_events, newest or since, latest_message
+        return live.changes(
+            session=session, user_id=user_id, since=since, last_message=last_message
+        )
 
 
-@router.get("/events")
-async def events(request: Request, access_token: str = "") -> StreamingResponse:
-    settings = request.app.state.settings
-    user_id = await asyncio.to_thread(
-        _user_for, access_token, settings.database_url, settings.secret_key
-    )
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, 401: {"description": "票据无效"}},
+)
+async def events(request: Request, ticket: str = "") -> StreamingResponse:
+    """The stream; `ticket` from POST /api/events/ticket, good for one connection."""
+    database_url = request.app.state.settings.database_url
+    user_id = await asyncio.to_thread(_redeem, database_url, ticket)
+    if user_id is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "实时推送票据无效或已过期，请重新连接")
+    try:  # start from "now": the console loads the current queue itself
+        first = await asyncio.to_thread(_changes, database_url, user_id, None, 0)
+    except live.StreamRefused as error:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from error
 
     async def stream() -> AsyncIterator[str]:
-        # Start from "now": the console loads the current queue itself.
-        _, _, since, last_message = await asyncio.to_thread(
-            _changes, settings.database_url, user_id, None, 0
-        )
+        since, last_message = first.since, first.last_message
         yield "retry: 2000\n\n"
         quiet = 0
         while not await request.is_disconnected():
             await asyncio.sleep(POLL_SECONDS)
-            cases, messages, since, last_message = await asyncio.to_thread(
-                _changes, settings.database_url, user_id, since, last_message
-            )
-            for case in cases:
-                yield f"event: case\ndata: {json.dumps(case)}\n\n"
-            for message in messages:
-                yield f"event: message\ndata: {json.dumps(message)}\n\n"
-            quiet = 0 if cases or messages else quiet + 1
+            try:
+                news = await asyncio.to_thread(_changes, database_url, user_id, since, last_message)
+            except live.StreamRefused:
+                return  # disabled meanwhile: end the stream; reconnecting needs a new ticket
+            since, last_message = news.since, news.last_message
+            for case in news.cases:
+                yield f"event: case\ndata: {case.json()}\n\n"
+            for message in news.messages:
+                yield f"event: message\ndata: {message.json()}\n\n"
+            quiet = 0 if news.cases or news.messages else quiet + 1
             if quiet and quiet % PING_EVERY == 0:
                 yield ": ping\n\n"
 

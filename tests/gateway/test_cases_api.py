@@ -446,13 +446,13 @@ def test_events_stream_tells_the_console_about_a_new_case(wechat, bureau):
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    bearer = token(wechat, "wang")["Authorization"].removeprefix("Bearer ")
+    ticket = wechat.client.post("/api/events/ticket", headers=token(wechat, "wang")).json()
     try:
-        assert httpx.get(f"{base}/api/events", params={"access_token": "nope"}).status_code == 401
+        assert httpx.get(f"{base}/api/events", params={"ticket": "nope"}).status_code == 401
         received: list[str] = []
         threading.Timer(1.5, lambda: new_case("o-live", "emergency", "urgent")).start()
         with httpx.stream(
-            "GET", f"{base}/api/events", params={"access_token": bearer}, timeout=20
+            "GET", f"{base}/api/events", params={"ticket": ticket["ticket"]}, timeout=20
         ) as stream:
             for line in stream.iter_lines():
                 received.append(line)

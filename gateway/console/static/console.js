@@ -346,8 +346,9 @@ const JMT = (() => {
 
   /**
    * Subscribe to the event stream. `handlers` maps event names ("case", "message") to
-   * functions receiving the parsed data. Reconnects after an error; a closed stream
-   * (e.g. the token expired) is checked with /api/me, which sends a 401 to the login page.
+   * functions receiving the parsed data. Each (re)connection first fetches a fresh
+   * single-use stream ticket with the bearer token (POST /api/events/ticket), so the
+   * token never appears in a URL; a 401 there sends the user to the login page.
    */
   function live(handlers) {
     const indicator = $("live");
@@ -362,17 +363,29 @@ const JMT = (() => {
       indicator.title = on ? "已连接实时推送" : "实时推送已断开，正在重连";
     }
 
-    function connect() {
+    function reconnect(ms) {
+      if (!retry) retry = setTimeout(connect, ms);
+    }
+
+    async function connect() {
       retry = null;
-      source = new EventSource("/api/events?access_token=" + encodeURIComponent(token() || ""));
+      let ticket;
+      try {
+        ticket = (await api("/api/events/ticket", { method: "POST" })).ticket;
+      } catch (e) {
+        state(false, "重连中…");
+        // 401: api() already went to the login page; 403: this role has no live queue.
+        if (e.status !== 401 && e.status !== 403) reconnect(5000);
+        return;
+      }
+      source = new EventSource("/api/events?ticket=" + encodeURIComponent(ticket));
       source.onopen = () => state(true, "实时");
       source.onerror = () => {
+        // The browser would retry with the same ticket, which is already used: close
+        // and reconnect with a new one instead.
         state(false, "重连中…");
-        if (source.readyState === EventSource.CLOSED && !retry) {
-          source.close();
-          api("/api/me").catch(() => {});
-          retry = setTimeout(connect, 5000);
-        }
+        source.close();
+        reconnect(2000);
       };
       for (const [name, handler] of Object.entries(handlers)) {
         source.addEventListener(name, (event) => {
