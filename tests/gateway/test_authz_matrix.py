@@ -138,7 +138,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/auth/token"): Row(signed_in(200), form=True),
     ("GET", "/api/me"): Row(signed_in(200)),
     ("GET", "/api/vocabulary"): Row(signed_in(200)),
-    ("GET", "/api/events"): Row(officers_only(200), stream=True),
+    # The stream takes a single-use ticket, never the bearer header (tokens stay out of
+    # URLs); without one everybody is refused. Tickets: tests/gateway/test_events.py.
+    ("GET", "/api/events"): Row(everyone(401), stream=True),
+    ("POST", "/api/events/ticket"): Row(officers_only(200)),
     # ---- residents' records, scoped
     ("GET", "/api/cases"): Row(officers_only(200), sees=CASES_SEEN),
     ("GET", "/api/cases/{case_id}"): Row(scoped()),
