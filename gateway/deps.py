@@ -29,7 +29,10 @@ def get_session(settings: Annotated[Settings, Depends(get_settings)]) -> Iterato
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits when the route returns, before the response is
+# sent (FastAPI's default runs a yield dependency's exit after sending), so a client that
+# acts on an answer at once — on any worker — finds what that answer reported.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def current_user(
