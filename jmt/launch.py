@@ -190,6 +190,7 @@ def main() -> None:
         if not wait_until_up(f"{actions_url}/health"):
             raise SystemExit("the action server did not start; see its output above")
         if args.shell:
+            # `rasa shell` serves an HTTP API too: closed like `rasa run`'s.
             shell = [
                 _bin("rasa"),
                 "shell",
@@ -197,6 +198,12 @@ def main() -> None:
                 str(served_model()),
                 "--endpoints",
                 str(paths.ENDPOINTS),
+                "--interface",
+                settings.rasa_host,
+                "--port",
+                str(rasa_port),
+                "--auth-token",
+                rasa_token,
             ]
             subprocess.run(shell, cwd=paths.REPO_ROOT, env=environment, check=False)
             return
