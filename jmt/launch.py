@@ -134,11 +134,13 @@ def _banner(settings: Settings) -> None:
     logger.warning(DEVELOPMENT_BANNER, demo.DEMO_PASSWORD, settings.var_dir, database)
 
 
-def _check_production(settings: Settings) -> None:
-    """Production refuses every development default before anything starts."""
+def _refuse_development_defaults(settings: Settings, *, database: bool) -> None:
+    """Production refuses every development default before anything starts: the
+    settings first, then (once the schema exists) demo accounts in the database."""
     try:
-        settings.check_for_production()
-        if not settings.development:
+        if not database:
+            settings.check_for_production()
+        elif not settings.development:
             with db.session_scope() as session:
                 posture.check_production_database(session=session)
     except SettingsError as error:
@@ -155,6 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[jmt] %(message)s")
     settings = get_settings()
+    _refuse_development_defaults(settings, database=False)
     if settings.development:
         _banner(settings)
     rasa_port, actions_port = _port("RASA_PORT", 5005), _port("ACTIONS_PORT", 5055)
@@ -167,7 +170,7 @@ def main() -> None:
     os.environ.setdefault("RASA_TRACKER_DB", str(settings.var_dir / "rasa-tracker.sqlite3"))
     Path(os.environ["RASA_TRACKER_DB"]).parent.mkdir(parents=True, exist_ok=True)
     db.migrate()  # the case store is ready before anything can hand off
-    _check_production(settings)
+    _refuse_development_defaults(settings, database=True)
     if settings.development:
         from casework import demo
 

@@ -5,7 +5,10 @@ setting the code reads."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,6 +195,30 @@ def test_env_example_lists_every_setting_the_code_reads():
         name, _, value = line.lstrip("#").partition("=")
         if any(word in name for word in ("SECRET", "TOKEN", "PASSWORD")) and value:
             assert value.startswith("replace-"), line
+
+
+def test_the_launcher_refuses_production_defaults_before_starting_anything(tmp_path):
+    """`python -m jmt.launch` with JMT_ENV unset, as a server started by hand."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in READ_BY_SETTINGS and name not in ("JMT_ENV", "JMT_SIMULATOR")
+    }
+    env.update({"JMT_VAR_DIR": str(tmp_path / "var"), "PYTHONPATH": str(REPO_ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-m", "jmt.launch"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    for named in ("DATABASE_URL is SQLite", "SECRET_KEY is missing", "RASA_TOKEN is missing"):
+        assert named in done.stderr
+    assert "JMT_ENV=development" in done.stderr
+    assert "DEVELOPMENT MODE" not in done.stderr + done.stdout
+    assert not (tmp_path / "var").exists()  # refused before creating anything
 
 
 # ---- the database half of the posture: demo accounts (gateway startup in production)
