@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -38,7 +39,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from casework import db  # noqa: E402
 from casework.models import Message, OutboxItem  # noqa: E402
-from jmt import paths  # noqa: E402
+from jmt import launch, paths  # noqa: E402
 from jmt.train import train  # noqa: E402
 
 TOKEN = "bench-token"
@@ -118,6 +119,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="jmt-bench-"))
     database = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
     rasa_port, actions_port, gateway_port = free_port(), free_port(), free_port()
+    rasa_token = secrets.token_urlsafe(16)
     env = {
         **os.environ,
         "DATABASE_URL": database,
@@ -129,27 +131,13 @@ def main() -> None:
         "ACTION_SERVER_URL": f"http://127.0.0.1:{actions_port}",
         "JMT_ENV": "development",
         "GATEWAY_PORT": str(gateway_port),
+        "RASA_TOKEN": rasa_token,  # as `make run`: Rasa's API and the gateway share it
+        "ACTIONS_TOKEN": secrets.token_urlsafe(16),
     }
-    rasa = str(Path(sys.executable).with_name("rasa"))
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO, "env": env}
     processes = [
-        subprocess.Popen(
-            [rasa, "run", "actions", "--actions", "actions", "--port", str(actions_port)], **quiet
-        ),
-        subprocess.Popen(
-            [
-                rasa,
-                "run",
-                "--enable-api",
-                "--model",
-                str(model),
-                "--endpoints",
-                str(paths.ENDPOINTS),
-                "--port",
-                str(rasa_port),
-            ],
-            **quiet,
-        ),
+        subprocess.Popen(launch.action_server(actions_port), **quiet),
+        subprocess.Popen(launch.rasa_server(rasa_port, token=rasa_token, model=model), **quiet),
         subprocess.Popen(
             [
                 sys.executable,
@@ -167,7 +155,7 @@ def main() -> None:
     rasa_url, gateway = f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{gateway_port}"
     try:
         wait_for(f"http://127.0.0.1:{actions_port}/health")
-        wait_for(f"{rasa_url}/status")
+        wait_for(f"{rasa_url}/status?token={rasa_token}")
         wait_for(f"{gateway}/healthz")
         texts = bench_texts()
         plan = [
@@ -240,7 +228,7 @@ def main() -> None:
                     if not handled:
                         lost += 1
                 with urllib.request.urlopen(
-                    f"{rasa_url}/conversations/{openid}/tracker", timeout=30
+                    f"{rasa_url}/conversations/{openid}/tracker?token={rasa_token}", timeout=30
                 ) as reply:
                     events = json.loads(reply.read())["events"]
                 turns = sum(1 for e in events if e.get("event") == "user")

@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from jmt import paths  # noqa: E402
+from jmt import launch, paths  # noqa: E402
 from jmt.train import metadata_path, train  # noqa: E402
 
 
@@ -64,14 +66,22 @@ def main() -> None:
 
     model = train(force=args.train)
     port = int(os.environ.get("BENCH_RASA_PORT", "5095"))
-    rasa = str(Path(sys.executable).with_name("rasa"))
+    token = secrets.token_urlsafe(16)  # Rasa's API takes `?token=`, as in `make run`
     server = subprocess.Popen(
-        [rasa, "run", "--enable-api", "--model", str(model), "--port", str(port)],
+        launch.rasa_server(port, token=token, model=model),
         cwd=REPO,
+        env={
+            **os.environ,
+            # bot/endpoints.yml's variables; /model/parse touches neither the action
+            # server nor the tracker store
+            "ACTION_ENDPOINT_URL": "http://127.0.0.1:9/webhook",
+            "ACTIONS_TOKEN": "unused",
+            "RASA_TRACKER_DB": str(Path(tempfile.mkdtemp(prefix="jmt-bench-")) / "t.sqlite3"),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}/model/parse"
+    url = f"http://127.0.0.1:{port}/model/parse?token={token}"
     try:
         deadline = time.monotonic() + 180
         while True:

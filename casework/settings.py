@@ -162,22 +162,108 @@ class Settings:
     def development(self) -> bool:
         return self.environment == "development"
 
-    def check_for_production(self) -> None:
-        """Refuse to serve production with missing or placeholder secrets."""
-        if self.development:
-            return
-        missing = [
-            name
-            for name, value in (
-                ("SECRET_KEY", self.secret_key),
-                ("WECHAT_TOKEN", self.wechat_token),
-                ("WECHAT_APP_ID", self.wechat_app_id),
-                ("WECHAT_APP_SECRET", self.wechat_app_secret),
+    def problems(self) -> list[str]:
+        """Every setting this environment cannot run with, each with how to fix it.
+
+        Development is only refused what is invalid everywhere (an unknown WECHAT_MODE);
+        production (any JMT_ENV but `development`) also refuses every development default.
+        """
+        found: list[str] = []
+        if self.wechat_mode not in WECHAT_MODES:
+            found.append(
+                f"WECHAT_MODE={self.wechat_mode!r} is unknown: use one of {', '.join(WECHAT_MODES)}"
             )
-            if not value or value in (DEV_WECHAT_TOKEN, "changeme", "change-me")
+        if self.development:
+            return found
+        if self.simulator_enabled:
+            found.append(
+                "JMT_SIMULATOR=1 mounts the WeChat/DingTalk/governance simulator, which signs "
+                "anything with the real secrets: unset JMT_SIMULATOR"
+            )
+        for name, value in self._secrets():
+            if value and value in DEVELOPMENT_DEFAULTS:
+                found.append(f"{name} is a development placeholder: set the real value")
+            elif value and value.startswith("replace-"):
+                found.append(f"{name} is the .env.example placeholder: set the real value")
+        if not self.secret_key:
+            found.append("SECRET_KEY is missing: set 32+ random bytes (openssl rand -hex 32)")
+        elif len(self.secret_key.encode()) < 32:
+            found.append("SECRET_KEY is shorter than 32 bytes: use openssl rand -hex 32")
+        for name, value in (
+            ("WECHAT_TOKEN", self.wechat_token),
+            ("WECHAT_APP_ID", self.wechat_app_id),
+            ("WECHAT_APP_SECRET", self.wechat_app_secret),
+        ):
+            if not value:
+                found.append(f"{name} is missing: copy it from the 公众号 console")
+        if self.wechat_mode in ("compat", "safe") and not self.wechat_encoding_aes_key:
+            found.append(
+                f"WECHAT_MODE={self.wechat_mode} needs WECHAT_ENCODING_AES_KEY "
+                "(the 43-character EncodingAESKey of the 公众号 console)"
+            )
+        if not self.dingtalk_secret:
+            found.append("DINGTALK_SECRET is missing: the robot's 加签 secret (SEC...)")
+        if not self.rasa_token:
+            found.append("RASA_TOKEN is missing: set a random token (openssl rand -hex 32)")
+        if not self.actions_token:
+            found.append("ACTIONS_TOKEN is missing: set a random token (openssl rand -hex 32)")
+        if self.governance_webhook_url and not self.governance_secret:
+            found.append(
+                "GOVERNANCE_WEBHOOK_URL is set without GOVERNANCE_SECRET: set the secret "
+                "that signs outgoing tickets"
+            )
+        if not self.governance_callback_secret:
+            found.append(
+                "GOVERNANCE_CALLBACK_SECRET is missing: set the secret that verifies the "
+                "platform's status callbacks"
+            )
+        elif self.governance_callback_secret == self.governance_secret:
+            found.append(
+                "GOVERNANCE_CALLBACK_SECRET equals GOVERNANCE_SECRET: one secret per direction"
+            )
+        if self.database_url.startswith("sqlite"):
+            found.append(
+                "DATABASE_URL is SQLite: use PostgreSQL (postgresql://user:password@host/db)"
+            )
+        for name, url in (
+            ("WECHAT_API_BASE_URL", self.wechat_api_base_url),
+            ("DINGTALK_WEBHOOK_URL", self.dingtalk_webhook_url),
+            ("GOVERNANCE_WEBHOOK_URL", self.governance_webhook_url),
+        ):
+            if url and "/simulator/" in url:
+                found.append(f"{name} points at the development simulator: set the real URL")
+        return found
+
+    def _secrets(self) -> list[tuple[str, str | None]]:
+        return [
+            ("SECRET_KEY", self.secret_key),
+            ("WECHAT_TOKEN", self.wechat_token),
+            ("WECHAT_APP_ID", self.wechat_app_id),
+            ("WECHAT_APP_SECRET", self.wechat_app_secret),
+            ("WECHAT_ENCODING_AES_KEY", self.wechat_encoding_aes_key),
+            ("DINGTALK_SECRET", self.dingtalk_secret),
+            ("GOVERNANCE_SECRET", self.governance_secret),
+            ("GOVERNANCE_CALLBACK_SECRET", self.governance_callback_secret),
+            ("RASA_TOKEN", self.rasa_token),
+            ("ACTIONS_TOKEN", self.actions_token),
         ]
-        if missing:
-            raise SettingsError(f"production needs real values for: {', '.join(missing)}")
+
+    def check_for_production(self) -> None:
+        """Refuse to start, naming every wrong setting at once (fail closed)."""
+        found = self.problems()
+        if found:
+            raise SettingsError(refusal(self.environment, found))
+
+
+def refusal(environment: str, problems: list[str]) -> str:
+    """One message an operator can act on: every problem, and the way out for local use."""
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    return (
+        f"JMT_ENV={environment or 'production'}: refusing to start, "
+        f"{len(problems)} setting(s) must change:\n{lines}\n"
+        "(Set them in the environment or .env; see .env.example. For local development "
+        "only, set JMT_ENV=development.)"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from casework import db
+from casework import db, posture
 from casework.settings import Settings, get_settings
 from gateway import logsafe, protocol
 from gateway.console import routes as console
@@ -54,7 +54,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db.migrate(settings.database_url)
-        client = rasa or RasaClient(settings.rasa_url)
+        if not settings.development:  # fail closed on demo accounts too (issue 8)
+            with db.session_scope(settings.database_url) as session:
+                posture.check_production_database(session=session)
+        client = rasa or RasaClient(settings.rasa_url, token=settings.rasa_token)
         worker = None
         if settings.wechat_app_id and settings.wechat_app_secret:
             api = WeChatApi(

@@ -1,14 +1,43 @@
-"""Rasa HTTP client: the REST channel for conversations, the HTTP API for the rest."""
+"""Rasa HTTP client: the REST channel for conversations, the HTTP API for the rest.
+
+Rasa runs with `--auth-token` (RASA_TOKEN), which guards its HTTP API (trackers, events,
+models, /status) and takes the token only as the `?token=` query parameter. The REST
+channel (/webhooks/rest/webhook) is not covered by that token; Rasa listens on loopback
+only (RASA_HOST), so only this machine's processes reach it. Since the token travels in
+URLs, nothing we log may print a URL unredacted: `redact` and the filter on httpx's logger.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 logger = logging.getLogger(__name__)
+
+
+_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """The text with any `token=` query value hidden (URLs in errors and log lines)."""
+    return _TOKEN_IN_URL.sub(r"\1***", text)
+
+
+class _RedactTokens(logging.Filter):
+    """httpx logs every request URL at INFO; Rasa's token is in those URLs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = redact(message), None
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactTokens())
 
 
 class RasaUnavailable(Exception):
@@ -26,9 +55,11 @@ class ParseResult:
 class RasaClient:
     """One shared async HTTP client per process (connection pooling)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        # Every call carries the token (Rasa ignores it on the REST channel).
+        params = {"token": token} if token else None
+        self._http = httpx.AsyncClient(base_url=self.base_url, params=params, timeout=timeout)
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -41,7 +72,7 @@ class RasaClient:
         try:
             response = await self._http.post("/webhooks/rest/webhook", json=payload)
         except httpx.HTTPError as error:
-            raise RasaUnavailable(f"{type(error).__name__}: {error}") from error
+            raise RasaUnavailable(f"{type(error).__name__}: {redact(str(error))}") from error
         if response.status_code != 200:
             raise RasaUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
         messages = response.json()
@@ -58,7 +89,9 @@ class RasaClient:
             response.raise_for_status()
             latest = response.json().get("latest_message") or {}
         except (httpx.HTTPError, ValueError) as error:
-            logger.warning("could not read the parse of %s's message: %s", sender, error)
+            logger.warning(
+                "could not read the parse of %s's message: %s", sender, redact(str(error))
+            )
             return ParseResult(None, None)
         intent = latest.get("intent") or {}
         ranking = [
@@ -83,7 +116,9 @@ class RasaClient:
             response = await self._http.post(f"/conversations/{sender}/tracker/events", json=events)
             response.raise_for_status()
         except httpx.HTTPError as error:
-            logger.error("could not resume %s's conversation in Rasa: %s", sender, error)
+            logger.error(
+                "could not resume %s's conversation in Rasa: %s", sender, redact(str(error))
+            )
             return False
         return True
 

@@ -16,8 +16,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from casework import db
-from casework.settings import get_settings
+from casework import db, posture
+from casework.settings import (
+    Settings,
+    SettingsError,
+    _env,  # the one settings reader: environment, then .env
+    get_settings,
+)
 from jmt import paths
 
 logger = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ def _bin(name: str) -> str:
 
 
 def _port(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    return int(_env(name) or default)
 
 
 def wait_until_up(url: str, timeout: float = 180.0) -> bool:
@@ -38,13 +43,15 @@ def wait_until_up(url: str, timeout: float = 180.0) -> bool:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (local URL)
                 if response.status < 500:
                     return True
-        except OSError:
+        except OSError:  # never logged: the URL may carry Rasa's token
             time.sleep(1)
     return False
 
 
-def action_server(port: int) -> list[str]:
-    return [_bin("rasa"), "run", "actions", "--actions", "actions", "--port", str(port)]
+def action_server(port: int, *, host: str = "127.0.0.1") -> list[str]:
+    """rasa-sdk behind ACTIONS_TOKEN (jmt/actions_server.py), which it reads from the
+    environment: a secret on a command line is visible to every local user (`ps`)."""
+    return [sys.executable, "-m", "jmt.actions_server", "--host", host, "--port", str(port)]
 
 
 def served_model() -> Path:
@@ -53,35 +60,91 @@ def served_model() -> Path:
     return paths.MODELS / live.read_text().strip() if live.exists() else paths.MODELS
 
 
-def rasa_server(port: int) -> list[str]:
+def rasa_server(
+    port: int,
+    *,
+    token: str,
+    host: str = "127.0.0.1",
+    model: Path | None = None,
+    endpoints: Path = paths.ENDPOINTS,
+) -> list[str]:
+    """`rasa run` as the project runs it everywhere: on `host` (loopback by default), with
+    its HTTP API behind `token` (`?token=` on every call), and no CORS (no browser calls
+    Rasa; the console goes through the gateway). Rasa 3.6 takes the token only on its
+    command line. Its REST channel is not covered by the token: loopback keeps it local.
+    The child needs ACTIONS_TOKEN in its environment (bot/endpoints*.yml)."""
     return [
         _bin("rasa"),
         "run",
         "--enable-api",
         "--model",
-        str(served_model()),
+        str(model or served_model()),
         "--endpoints",
-        str(paths.ENDPOINTS),
+        str(endpoints),
         "--credentials",
         str(paths.CREDENTIALS),
+        "--interface",
+        host,
         "--port",
         str(port),
-        "--cors",
-        "*",
+        "--auth-token",
+        token,
     ]
 
 
-def gateway(port: int) -> list[str]:
+def gateway(port: int, *, host: str = "127.0.0.1") -> list[str]:
     return [
         sys.executable,
         "-m",
         "uvicorn",
         "gateway.app:app",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
     ]
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    """The environment of every child: the same tokens for all (in development they were
+    generated into var/ by the settings; production refused to start without them)."""
+    environment = dict(os.environ)
+    environment["RASA_TOKEN"] = settings.rasa_token or ""
+    environment["ACTIONS_TOKEN"] = settings.actions_token or ""
+    environment["JMT_VAR_DIR"] = str(settings.var_dir)
+    return environment
+
+
+DEVELOPMENT_BANNER = """
+==========================================================================================
+  DEVELOPMENT MODE (JMT_ENV=development) — never expose this to a network:
+  - the WeChat/DingTalk/governance simulator is on and signs anything it is given;
+  - demo accounts exist with the published password %s;
+  - secrets (RASA_TOKEN, ACTIONS_TOKEN, SECRET_KEY) are generated into %s;
+  - the database is %s.
+  A deployment sets JMT_ENV=production and real settings (.env.example lists them all).
+==========================================================================================
+"""
+
+
+def _banner(settings: Settings) -> None:
+    from casework import demo
+
+    database = "SQLite" if settings.database_url.startswith("sqlite") else "as DATABASE_URL says"
+    logger.warning(DEVELOPMENT_BANNER, demo.DEMO_PASSWORD, settings.var_dir, database)
+
+
+def _refuse_development_defaults(settings: Settings, *, database: bool) -> None:
+    """Production refuses every development default before anything starts: the
+    settings first, then (once the schema exists) demo accounts in the database."""
+    try:
+        if not database:
+            settings.check_for_production()
+        elif not settings.development:
+            with db.session_scope() as session:
+                posture.check_production_database(session=session)
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -93,26 +156,44 @@ def main() -> None:
     parser.add_argument("--shell", action="store_true", help="chat in the terminal")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[jmt] %(message)s")
+    settings = get_settings()
+    _refuse_development_defaults(settings, database=False)
+    if settings.development:
+        _banner(settings)
     rasa_port, actions_port = _port("RASA_PORT", 5005), _port("ACTIONS_PORT", 5055)
     gateway_port = _port("GATEWAY_PORT", 8000)
-    os.environ.setdefault("ACTION_ENDPOINT_URL", f"http://127.0.0.1:{actions_port}/webhook")
-    os.environ.setdefault("RASA_TRACKER_DB", str(paths.REPO_ROOT / "var" / "rasa-tracker.sqlite3"))
+    gateway_host = _env("GATEWAY_HOST") or "127.0.0.1"
+    # Rasa reaches the action server on the host it listens on (loopback by default).
+    os.environ.setdefault(
+        "ACTION_ENDPOINT_URL", f"http://{settings.actions_host}:{actions_port}/webhook"
+    )
+    os.environ.setdefault("RASA_TRACKER_DB", str(settings.var_dir / "rasa-tracker.sqlite3"))
     Path(os.environ["RASA_TRACKER_DB"]).parent.mkdir(parents=True, exist_ok=True)
     db.migrate()  # the case store is ready before anything can hand off
-    if get_settings().development:
+    _refuse_development_defaults(settings, database=True)
+    if settings.development:
         from casework import demo
 
         with db.session_scope() as session:
             demo.load(session=session)  # demo officers, so hand-offs have someone to go to
 
+    environment = service_environment(settings)
+    rasa_token = environment["RASA_TOKEN"]
+    actions_url = f"http://{_reachable(settings.actions_host)}:{actions_port}"
+    rasa_url = f"http://{_reachable(settings.rasa_host)}:{rasa_port}"
     # A SIGTERM (a supervisor, `timeout`) stops the children too, like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     children: list[subprocess.Popen] = []
+
+    def start(command: list[str]) -> None:
+        children.append(subprocess.Popen(command, cwd=paths.REPO_ROOT, env=environment))
+
     try:
-        children.append(subprocess.Popen(action_server(actions_port), cwd=paths.REPO_ROOT))
-        if not wait_until_up(f"http://127.0.0.1:{actions_port}/health"):
+        start(action_server(actions_port, host=settings.actions_host))
+        if not wait_until_up(f"{actions_url}/health"):
             raise SystemExit("the action server did not start; see its output above")
         if args.shell:
+            # `rasa shell` serves an HTTP API too: closed like `rasa run`'s.
             shell = [
                 _bin("rasa"),
                 "shell",
@@ -120,23 +201,29 @@ def main() -> None:
                 str(served_model()),
                 "--endpoints",
                 str(paths.ENDPOINTS),
+                "--interface",
+                settings.rasa_host,
+                "--port",
+                str(rasa_port),
+                "--auth-token",
+                rasa_token,
             ]
-            subprocess.run(shell, cwd=paths.REPO_ROOT, check=False)
+            subprocess.run(shell, cwd=paths.REPO_ROOT, env=environment, check=False)
             return
-        children.append(subprocess.Popen(rasa_server(rasa_port), cwd=paths.REPO_ROOT))
-        if not wait_until_up(f"http://127.0.0.1:{rasa_port}/status"):
+        start(rasa_server(rasa_port, token=rasa_token, host=settings.rasa_host))
+        if not wait_until_up(f"{rasa_url}/status?token={rasa_token}"):
             raise SystemExit("Rasa did not start; see its output above")
-        children.append(subprocess.Popen(gateway(gateway_port), cwd=paths.REPO_ROOT))
-        if not wait_until_up(f"http://127.0.0.1:{gateway_port}/healthz"):
+        start(gateway(gateway_port, host=gateway_host))
+        base = f"http://{_reachable(gateway_host)}:{gateway_port}"
+        if not wait_until_up(f"{base}/healthz"):
             raise SystemExit("the gateway did not start; see its output above")
-        base = f"http://127.0.0.1:{gateway_port}"
         logger.info("警民通 is running (Ctrl-C stops everything):")
-        if get_settings().simulator_enabled:
+        if settings.simulator_enabled:
             logger.info("  WeChat simulator (start here):     %s/simulator", base)
         logger.info("  WeChat callback URL:               %s/wechat", base)
         logger.info("  Officer console:                   %s/console", base)
         logger.info("  API docs / health:                 %s/docs  %s/healthz", base, base)
-        if get_settings().development:
+        if settings.development:
             from casework import demo
 
             logger.info(
@@ -144,12 +231,15 @@ def main() -> None:
                 "fazhi (法制), officer01 ... (community officers)",
                 demo.DEMO_PASSWORD,
             )
-        logger.info("  Rasa (NLU + dialogue, triage API): http://127.0.0.1:%s", rasa_port)
-        logger.info(
-            '    try: curl -s localhost:%s/model/parse -d \'{"text":"我被刷单骗了两万"}\'',
-            rasa_port,
-        )
-        logger.info("  action server:                     http://127.0.0.1:%s", actions_port)
+        logger.info("  Rasa (NLU + dialogue, triage API): %s (token: RASA_TOKEN)", rasa_url)
+        if settings.development:
+            logger.info(
+                '    try: curl -s "%s/model/parse?token=$(cat %s)" '
+                '-d \'{"text":"我被刷单骗了两万"}\'',
+                rasa_url,
+                settings.var_dir / "rasa-token",
+            )
+        logger.info("  action server:                     %s (token: ACTIONS_TOKEN)", actions_url)
         logger.info("  chat in the terminal instead:      make shell")
         while all(child.poll() is None for child in children):
             time.sleep(1)
@@ -165,6 +255,12 @@ def main() -> None:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _reachable(host: str) -> str:
+    """Where this machine reaches a server listening on `host` (a wildcard bind answers
+    on loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from integrations.rasa import redact
 from jmt import paths
 from jmt.evaluate import (
     COMPARE_REPORTS,
@@ -250,8 +251,10 @@ def fresh_gate(
 class RasaModelAPI:
     """Rasa's model endpoints (the server runs with --enable-api)."""
 
-    def __init__(self, url: str, *, timeout: float = 600.0) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 600.0) -> None:
+        # Rasa's --auth-token: `?token=` on every call (errors below never print URLs).
+        params = {"token": token} if token else None
+        self._http = httpx.Client(base_url=url.rstrip("/"), params=params, timeout=timeout)
         self.url = url
 
     def serving(self) -> str:
@@ -261,7 +264,7 @@ class RasaModelAPI:
             response.raise_for_status()
         except httpx.HTTPError as error:
             raise PromotionError(
-                f"Rasa at {self.url} did not answer GET /status: {error}"
+                f"Rasa at {self.url} did not answer GET /status: {redact(str(error))}"
             ) from error
         return str(response.json().get("model_file") or "")
 
@@ -271,7 +274,9 @@ class RasaModelAPI:
         try:
             response = self._http.put("/model", json={"model_file": str(model.resolve())})
         except httpx.HTTPError as error:
-            raise PromotionError(f"PUT /model to {self.url} failed: {error}") from error
+            raise PromotionError(
+                f"PUT /model to {self.url} failed: {redact(str(error))}"
+            ) from error
         if response.status_code != 204:
             raise PromotionError(
                 f"Rasa refused {model.name} (HTTP {response.status_code}): {response.text[:300]}"
@@ -315,6 +320,7 @@ def _switch(api: RasaModelAPI, model: Path, action: str, models_dir: Path) -> Pa
 def promote(
     *,
     rasa_url: str,
+    rasa_token: str | None = None,
     model: Path | None = None,
     force: bool = False,
     models_dir: Path = paths.MODELS,
@@ -339,7 +345,7 @@ def promote(
             + "; ".join(result.reasons)
             + f" (see {reports_root / 'report.md'})"
         )
-    api = RasaModelAPI(rasa_url)
+    api = RasaModelAPI(rasa_url, token=rasa_token)
     live_now = read_live(models_dir)
     if api.serving() == candidate.name and (
         live_now is None or live_now.resolve() == candidate.resolve()
@@ -355,12 +361,14 @@ def promote(
     return candidate
 
 
-def rollback(*, rasa_url: str, models_dir: Path = paths.MODELS) -> Path:
+def rollback(
+    *, rasa_url: str, rasa_token: str | None = None, models_dir: Path = paths.MODELS
+) -> Path:
     """Back to the model the latest promotion replaced (no gate: it was live before)."""
     target = rollback_target(models_dir)
     if target is None:
         raise PromotionError(f"nothing to roll back to ({models_dir / HISTORY_FILE})")
-    previous = _switch(RasaModelAPI(rasa_url), target, "rollback", models_dir)
+    previous = _switch(RasaModelAPI(rasa_url, token=rasa_token), target, "rollback", models_dir)
     logger.info("rolled back to %s (was %s)", target.name, previous.name)
     return target
 
@@ -421,6 +429,13 @@ def _rasa_url(args: argparse.Namespace) -> str:
     return args.rasa_url or Settings.from_env().rasa_url
 
 
+def _rasa_token() -> str | None:
+    """RASA_TOKEN (generated into var/ in development), as the running server has it."""
+    from casework.settings import Settings
+
+    return Settings.from_env().rasa_token
+
+
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
 
@@ -446,9 +461,14 @@ def nlu_evaluate(args: argparse.Namespace) -> int:
 def model_command(args: argparse.Namespace) -> int:
     try:
         if args.model_command == "promote":
-            promote(rasa_url=_rasa_url(args), model=args.model, force=args.force)
+            promote(
+                rasa_url=_rasa_url(args),
+                rasa_token=_rasa_token(),
+                model=args.model,
+                force=args.force,
+            )
         elif args.model_command == "rollback":
-            rollback(rasa_url=_rasa_url(args))
+            rollback(rasa_url=_rasa_url(args), rasa_token=_rasa_token())
         else:
             for line in describe_models():
                 _say(line)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -15,7 +16,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from casework import db, demo
 from casework.models import Case, Ticket
-from jmt import paths
+from jmt import launch, paths
 from jmt.train import data_hash, model_path
 from tests.gateway.conftest import TOKEN, sign, text_xml
 
@@ -56,6 +56,7 @@ def bot(tmp_path_factory) -> Iterator[dict]:
         pytest.fail(f"no model for the current data ({model.name}); run `make train` first")
     database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'jmt.sqlite3'}"
     rasa_port, actions_port, gateway_port = free_port(), free_port(), free_port()
+    rasa_token, actions_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     env = {
         **os.environ,
         "DATABASE_URL": database,
@@ -67,6 +68,9 @@ def bot(tmp_path_factory) -> Iterator[dict]:
         "GATEWAY_PORT": str(gateway_port),
         "JMT_ENV": "development",
         "WECHAT_TOKEN": TOKEN,
+        "RASA_TOKEN": rasa_token,  # Rasa's API and every caller (the gateway) use it
+        "ACTIONS_TOKEN": actions_token,  # Rasa sends it to the action server
+        "PYTHONPATH": str(paths.REPO_ROOT),  # the children import this checkout's code
     }
     for name in (
         "WECHAT_API_BASE_URL",
@@ -79,29 +83,16 @@ def bot(tmp_path_factory) -> Iterator[dict]:
     db.migrate(database)
     with db.session_scope(database) as session:
         demo.load(session=session)  # officers to route hand-offs to
-    rasa = str(Path(sys.executable).with_name("rasa"))
     logs = tmp_path_factory.mktemp("logs")
     actions = subprocess.Popen(
-        [rasa, "run", "actions", "--actions", "actions", "--port", str(actions_port)],
+        launch.action_server(actions_port),
         cwd=paths.REPO_ROOT,
         env=env,
         stdout=open(logs / "actions.log", "w"),
         stderr=subprocess.STDOUT,
     )
     server = subprocess.Popen(
-        [
-            rasa,
-            "run",
-            "--enable-api",
-            "--model",
-            str(model),
-            "--endpoints",
-            str(paths.ENDPOINTS),
-            "--credentials",
-            str(paths.CREDENTIALS),
-            "--port",
-            str(rasa_port),
-        ],
+        launch.rasa_server(rasa_port, token=rasa_token, model=model),
         cwd=paths.REPO_ROOT,
         env=env,
         stdout=open(logs / "rasa.log", "w"),
@@ -116,10 +107,11 @@ def bot(tmp_path_factory) -> Iterator[dict]:
     )
     try:
         wait_for(f"http://127.0.0.1:{actions_port}/health", actions)
-        wait_for(f"http://127.0.0.1:{rasa_port}/status", server)
+        wait_for(f"http://127.0.0.1:{rasa_port}/status?token={rasa_token}", server)
         wait_for(f"http://127.0.0.1:{gateway_port}/healthz", gateway)
         yield {
             "url": f"http://127.0.0.1:{rasa_port}",
+            "token": rasa_token,
             "database": database,
             "gateway": f"http://127.0.0.1:{gateway_port}",
         }
@@ -154,7 +146,8 @@ def cases(bot: dict, sender: str) -> list[Case]:
 
 def test_triage_api_returns_intent_and_confidence(bot):
     request = urllib.request.Request(
-        f"{bot['url']}/model/parse", json.dumps({"text": "我被刷单骗了两万"}).encode()
+        f"{bot['url']}/model/parse?token={bot['token']}",
+        json.dumps({"text": "我被刷单骗了两万"}).encode(),
     )
     with urllib.request.urlopen(request, timeout=30) as reply:
         parsed = json.loads(reply.read())

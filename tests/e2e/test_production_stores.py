@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
-import sys
 import threading
 import urllib.request
 import uuid
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import redis
 import sqlalchemy as sa
 
-from jmt import paths
+from jmt import launch, paths
 from jmt.train import data_hash, model_path
 from tests.e2e.test_conversation import free_port, wait_for
 
@@ -52,11 +51,12 @@ def test_rasa_keeps_conversations_in_postgresql_and_locks_in_redis(tmp_path):
 
     pg, rd = urlparse(pg_url), urlparse(redis_url)
     prefix = f"jmt{uuid.uuid4().hex[:8]}"
-    port = free_port()
+    port, token = free_port(), secrets.token_urlsafe(16)
     env = {
         **os.environ,
         "RASA_TELEMETRY_ENABLED": "false",
         "ACTION_ENDPOINT_URL": "http://127.0.0.1:9/webhook",  # this test runs no custom action
+        "ACTIONS_TOKEN": "unused",
         "RASA_DB_HOST": pg.hostname or "127.0.0.1",
         "RASA_DB_PORT": str(pg.port or 5432),
         "RASA_DB_NAME": pg.path.lstrip("/") or "test",
@@ -69,17 +69,9 @@ def test_rasa_keeps_conversations_in_postgresql_and_locks_in_redis(tmp_path):
     }
     log = tmp_path / "rasa.log"
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("rasa")),
-            "run",
-            "--enable-api",
-            "--model",
-            str(model),
-            "--endpoints",
-            str(paths.BOT / "endpoints.production.yml"),
-            "--port",
-            str(port),
-        ],
+        launch.rasa_server(
+            port, token=token, model=model, endpoints=paths.BOT / "endpoints.production.yml"
+        ),
         cwd=paths.REPO_ROOT,
         env=env,
         stdout=open(log, "w"),
@@ -88,7 +80,7 @@ def test_rasa_keeps_conversations_in_postgresql_and_locks_in_redis(tmp_path):
     sender = f"prod-{uuid.uuid4().hex[:8]}"
     seen: list[str] = []
     try:
-        wait_for(f"http://127.0.0.1:{port}/status", server)
+        wait_for(f"http://127.0.0.1:{port}/status?token={token}", server)
         with client.monitor() as monitor:  # every command Redis receives
 
             def watch() -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from jmt import launch, paths
 from jmt import model as models
-from jmt import paths
 from jmt.evaluate import GateResult
 from jmt.train import data_hash, model_path
 from tests.e2e.test_conversation import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
+TOKEN = secrets.token_urlsafe(16)  # the Rasa server's --auth-token
 
 
 @pytest.fixture(scope="module")
@@ -42,27 +43,18 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "RASA_TELEMETRY_ENABLED": "false",
         "RASA_TRACKER_DB": str(logs / "tracker.sqlite3"),  # as in production: persistent
         "ACTION_ENDPOINT_URL": "http://127.0.0.1:9/webhook",
+        "ACTIONS_TOKEN": "unused",
     }  # no custom action is run here
     log = logs / "rasa.log"
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("rasa")),
-            "run",
-            "--enable-api",
-            "--model",
-            str(model),
-            "--endpoints",
-            str(paths.ENDPOINTS),
-            "--port",
-            str(port),
-        ],
+        launch.rasa_server(port, token=TOKEN, model=model),
         cwd=paths.REPO_ROOT,
         env=env,
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/status", server)
+        wait_for(f"http://127.0.0.1:{port}/status?token={TOKEN}", server)
         yield {"url": f"http://127.0.0.1:{port}", "model": model, "log": log}
     finally:
         server.terminate()
@@ -79,18 +71,20 @@ def say(url: str, sender: str, text: str) -> None:
 
 
 def latest_text(url: str, sender: str) -> str | None:
-    with urllib.request.urlopen(f"{url}/conversations/{sender}/tracker", timeout=30) as response:
+    with urllib.request.urlopen(
+        f"{url}/conversations/{sender}/tracker?token={TOKEN}", timeout=30
+    ) as response:
         return (json.loads(response.read()).get("latest_message") or {}).get("text")
 
 
 def status(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/status", timeout=30) as response:
+    with urllib.request.urlopen(f"{url}/status?token={TOKEN}", timeout=30) as response:
         return dict(json.loads(response.read()))
 
 
 def parse(url: str, text: str) -> str:
     request = urllib.request.Request(
-        f"{url}/model/parse",
+        f"{url}/model/parse?token={TOKEN}",
         json.dumps({"text": text}).encode(),
         {"Content-Type": "application/json"},
     )
@@ -145,7 +139,13 @@ def test_promote_and_rollback_on_a_running_server(
 
     say(rasa["url"], "promotion-witness", "你好")  # a conversation in progress
     with keeps_answering(rasa["url"]) as answered:
-        models.promote(rasa_url=rasa["url"], model=copy, models_dir=folder, reports_root=reports)
+        models.promote(
+            rasa_url=rasa["url"],
+            rasa_token=TOKEN,
+            model=copy,
+            models_dir=folder,
+            reports_root=reports,
+        )
     assert answered, "no message was answered while the model was loading"
     print(f"\n{len(answered)} parses during the switch, slowest {max(answered):.1f} s")
     assert status(rasa["url"])["model_file"] == copy.name
@@ -153,7 +153,9 @@ def test_promote_and_rollback_on_a_running_server(
     assert models.read_live(folder) == copy
     assert latest_text(rasa["url"], "promotion-witness") == "你好"  # not wiped by the switch
 
-    assert models.rollback(rasa_url=rasa["url"], models_dir=folder) == current
+    with pytest.raises(models.PromotionError):  # Rasa's API refuses a caller without the token
+        models.rollback(rasa_url=rasa["url"], models_dir=folder)
+    assert models.rollback(rasa_url=rasa["url"], rasa_token=TOKEN, models_dir=folder) == current
     assert status(rasa["url"])["model_file"] == current.name
     assert parse(rasa["url"], "救命有人拿刀") == "emergency"
     assert models.read_live(folder) == current
