@@ -1,6 +1,8 @@
 """Retention: residents' words and the details of finished matters are not kept for ever.
 
-`purge` anonymises, older than a cutoff (`RETENTION_DAYS`, 180 by default; `jmt purge`):
+`purge` anonymises, older than a cutoff (`RETENTION_DAYS`, 180 by default). The gateway
+runs it once a day by itself (`purge_if_due`, claimed by one worker); `jmt purge` runs it
+by hand:
 
 - **messages** of residents' conversations, both directions (the bot's echo and an
   officer's reply can quote the resident): content becomes `PURGED`, media `{}`, raw
@@ -35,10 +37,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from casework.clock import utcnow
-from casework.models import Case, CaseNote, Conversation, Message, OutboxItem, Ticket
+from casework.models import (
+    Case,
+    CaseNote,
+    Conversation,
+    Message,
+    OutboxItem,
+    SharedValue,
+    Ticket,
+)
 from casework.nlu_inbox import NluAnnotation
 from casework.tickets import FINAL_STATES, OPEN_STATES
 
@@ -241,3 +252,40 @@ def purge(*, session: Session, older_than: timedelta, now: datetime | None = Non
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
     """Bounded IN lists (SQLite allows a limited number of bound parameters)."""
     return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+# ------------------------------------------------------------------ the daily run
+
+DAILY_CLAIM = "retention:daily"
+DAILY_EVERY = timedelta(hours=24)
+
+
+def claim_daily_run(*, session: Session, owner: str, now: datetime | None = None) -> bool:
+    """True for exactly one caller per day, whatever the number of gateway workers.
+
+    The claim is a `shared_values` row with an owner and an expiry: the first caller
+    inserts it (the primary key refuses a second insert), later callers take it over only
+    once it has expired, by one conditional UPDATE — never check-then-act."""
+    now = now or utcnow()
+    try:
+        with session.begin_nested():
+            session.add(SharedValue(key=DAILY_CLAIM, value=owner, expires_at=now + DAILY_EVERY))
+        return True
+    except IntegrityError:
+        taken = session.execute(
+            update(SharedValue)
+            .where(SharedValue.key == DAILY_CLAIM, SharedValue.expires_at < now)
+            .values(value=owner, expires_at=now + DAILY_EVERY)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        return taken == 1
+
+
+def purge_if_due(
+    *, session: Session, owner: str, retention_days: int, now: datetime | None = None
+) -> PurgeReport | None:
+    """The gateway's daily purge (`RETENTION_DAYS`); None when another worker (or this
+    one, earlier today) already ran it."""
+    if not claim_daily_run(session=session, owner=owner, now=now):
+        return None
+    return purge(session=session, older_than=timedelta(days=retention_days), now=now)

@@ -221,6 +221,11 @@ class Settings:
             found.append(
                 "GOVERNANCE_CALLBACK_SECRET equals GOVERNANCE_SECRET: one secret per direction"
             )
+        if self.retention_days <= 0:
+            found.append(
+                "RETENTION_DAYS must be a positive number of days: residents' words are not "
+                "kept for ever (180 unless the bureau's rules say otherwise)"
+            )
         if self.database_url.startswith("sqlite"):
             found.append(
                 "DATABASE_URL is SQLite: use PostgreSQL (postgresql://user:password@host/db)"

@@ -85,6 +85,7 @@ def create_app(
             notifier=notifier_from_settings(settings),
             governance=client_from_settings(settings),
             console_url=settings.console_url,
+            retention_days=settings.retention_days,
         )
         app.state.dispatcher = dispatcher
         if start_outbox:  # tests drive the background work themselves

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from dataclasses import dataclass
 
-from casework import db, dispatch
+from casework import db, dispatch, retention
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
 from casework.privacy import mask_pii
 from gateway.background import BackgroundLoop
@@ -21,6 +24,7 @@ from integrations.governance import GovernanceClient, GovernanceError
 from integrations.notify import Notification, Notifier, NotifyError
 
 logger = logging.getLogger(__name__)
+RETENTION_CHECK_SECONDS = 600  # how often a worker asks whether today's purge is due
 PRIORITY_LABELS = {"urgent": "紧急", "high": "高", "normal": "普通", "low": "低"}
 
 
@@ -72,8 +76,12 @@ class Dispatcher(BackgroundLoop):
         governance: GovernanceClient | None,
         console_url: str,
         poll_seconds: float = 1.0,
+        retention_days: int = 0,
     ) -> None:
         super().__init__(poll_seconds=poll_seconds)
+        self.retention_days = retention_days  # 0: no automatic purge (tests)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._next_retention_check = 0.0
         self.database_url = database_url
         self.notifier = notifier
         self.governance = governance
@@ -85,7 +93,20 @@ class Dispatcher(BackgroundLoop):
             await self._announce(announcement)
         await self._send_tickets()
         await asyncio.to_thread(self._return_overdue_tickets)
+        if self.retention_days and time.monotonic() >= self._next_retention_check:
+            self._next_retention_check = time.monotonic() + RETENTION_CHECK_SECONDS
+            await asyncio.to_thread(self._purge_if_due)
         return 0  # always wait a poll interval: cases come from other processes too
+
+    def _purge_if_due(self) -> None:
+        """Nothing is kept for ever: once a day one worker anonymises what is past
+        RETENTION_DAYS (casework/retention.py)."""
+        with db.session_scope(self.database_url) as session:
+            report = retention.purge_if_due(
+                session=session, owner=self.owner, retention_days=self.retention_days
+            )
+        if report is not None:
+            logger.info("retention: %s", "; ".join(report.lines()))
 
     # ---------------------------------------------------------------- cases
 

@@ -255,3 +255,23 @@ def test_jmt_purge_prints_counts(sqlite_url, capsys, monkeypatch):
     assert "messages anonymised: 0" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="180 days"):
         cli.main(["purge", "--older-than", "180 days"])
+
+
+def test_one_worker_a_day_runs_the_automatic_purge(world):
+    """Two gateway workers: exactly one claims today's run; the next day's claim is taken
+    over only once the first has expired (an owner and an expiry, never check-then-act)."""
+    from casework.retention import DAILY_EVERY, claim_daily_run, purge_if_due
+
+    with db.session_scope() as session:
+        report = purge_if_due(session=session, owner="host:1", retention_days=180, now=NOW)
+    assert report is not None and report.messages == 2
+    with db.session_scope() as session:
+        assert purge_if_due(session=session, owner="host:2", retention_days=180, now=NOW) is None
+    later = NOW + DAILY_EVERY - timedelta(minutes=1)
+    with db.session_scope() as session:
+        assert not claim_daily_run(session=session, owner="host:2", now=later)
+    tomorrow = NOW + DAILY_EVERY + timedelta(minutes=1)
+    with db.session_scope() as session:
+        assert claim_daily_run(session=session, owner="host:2", now=tomorrow)
+    with db.session_scope() as session:
+        assert not claim_daily_run(session=session, owner="host:1", now=tomorrow)

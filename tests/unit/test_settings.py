@@ -96,6 +96,7 @@ def test_unset_jmt_env_means_production(monkeypatch):
         ({"GOVERNANCE_CALLBACK_SECRET": "outgoing-ticket-secret"}, "equals GOVERNANCE_SECRET"),
         ({"DATABASE_URL": "sqlite:////srv/jmt.sqlite3"}, "DATABASE_URL is SQLite"),
         ({"DATABASE_URL": None}, "DATABASE_URL is SQLite"),  # the default
+        ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS must be a positive"),
         ({"WECHAT_MODE": "secure"}, "WECHAT_MODE='secure' is unknown"),
         ({"WECHAT_MODE": "safe"}, "needs WECHAT_ENCODING_AES_KEY"),
         ({"WECHAT_TOKEN": None}, "WECHAT_TOKEN is missing"),
