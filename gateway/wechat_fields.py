@@ -107,8 +107,6 @@ class _FlatReader:
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
         self.depth += 1
-        if attributes:
-            raise InvalidCallback(f"attributes on <{name}>")
         if self.depth == 1:
             if name != "xml":
                 raise InvalidCallback("the root element is not <xml>")
@@ -122,6 +120,8 @@ class _FlatReader:
             self.field, self.text = name, []
         else:
             raise InvalidCallback(f"a nested element inside <{self.field}>")
+        if attributes:  # after the name checks: a refusal never echoes a name of any length
+            raise InvalidCallback(f"attributes on <{name}>")
 
     def end(self, name: str) -> None:
         if self.depth == 2:
