@@ -65,13 +65,20 @@ def verify_signature(token: str, query: CallbackQuery, *, now: float | None = No
 
 
 def nonce_key(query: CallbackQuery) -> str:
-    """What identifies one signed callback for replay memory: (timestamp, nonce,
-    signature), plus msg_signature in safe mode. Hashed: the nonce's length is WeChat's
-    choice (or an attacker's), the key's must fit the table."""
+    """What identifies one signed callback for replay memory: its URL signature
+    (timestamp, nonce, signature), whatever the mode, so that the URL of an encrypted
+    callback cannot come back as a plain one in compat mode. Hashed: the nonce's length
+    is WeChat's choice (or an attacker's), the key's must fit the table."""
     parts = [query.timestamp, query.nonce, query.signature]
-    if query.encrypted:
-        parts.append(query.msg_signature or "")
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def signed_content(query: CallbackQuery, body: bytes) -> bytes:
+    """What that signature was accepted with: the body, plus msg_signature in safe mode.
+    WeChat's retry repeats both; anything else under the same signature is a replay."""
+    if not query.encrypted:
+        return body
+    return (query.msg_signature or "").encode("utf-8") + b"\n" + body
 
 
 def replay_window(query: CallbackQuery, *, now: float | None = None) -> timedelta:

@@ -66,7 +66,9 @@ async def receive(request: Request) -> Response:
         fields = protocol.decode(body, query, crypto, mode=settings.wechat_mode)
         incoming = describe(fields)
         signed = SignedCallback(
-            nonce_key=protocol.nonce_key(query), body=body, window=protocol.replay_window(query)
+            nonce_key=protocol.nonce_key(query),
+            body=protocol.signed_content(query, body),
+            window=protocol.replay_window(query),
         )
     except protocol.ProtocolError as error:
         return _refuse(error, request)

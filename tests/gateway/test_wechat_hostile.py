@@ -255,6 +255,18 @@ def test_in_safe_mode_a_tampered_envelope_under_the_same_signatures_is_refused(g
     assert count(Message, direction="in") == 1 and len(rasa.calls) == 1
 
 
+def test_in_compat_mode_an_encrypted_callbacks_url_cannot_carry_a_plain_body(compat, rasa):
+    stamp, nonce = str(int(time.time())), "17320508"
+    first = signed_post(
+        compat, text_xml("o-enc", "你好"), timestamp=stamp, nonce=nonce, crypto=CRYPTO
+    )
+    assert reply_of(first, CRYPTO) == "收到：你好"
+    # the same timestamp, nonce and signature, without encrypt_type and msg_signature
+    forged = signed_post(compat, text_xml("o-forger", "我要报案"), timestamp=stamp, nonce=nonce)
+    assert forged.status_code == 403
+    assert count(Message, direction="in") == 1 and [c[0] for c in rasa.calls] == ["o-enc"]
+
+
 def test_nonces_are_remembered_until_their_timestamp_is_stale(compat):
     stamp = int(time.time()) - 200  # 100 s left of the 300 s window
     signed_post(compat, text_xml("o-window", "你好"), timestamp=str(stamp))
