@@ -189,8 +189,3 @@ def validate(fields: Mapping[str, str]) -> dict[str, str]:
         spec = EVENT_OVERRIDES.get((event, name)) or FIELDS.get(name, EXTRA)
         _check(name, value, spec)
     return dict(fields)
-
-
-def read(xml_text: str) -> dict[str, str]:
-    """Parse and validate a plain callback."""
-    return validate(parse(xml_text))
