@@ -108,6 +108,7 @@ def create_app(
     app.state.crypto = protocol.crypto_for(
         settings.wechat_token or "", settings.wechat_encoding_aes_key, settings.wechat_app_id
     )
+    protocol.check_mode(settings.wechat_mode, app.state.crypto)  # unknown mode: no start
     for router in (
         wechat.router,
         health.router,

@@ -1,12 +1,13 @@
 """What each kind of WeChat message means to 警民通 (pure: no I/O).
 
-`describe` turns a wechatpy message into an `Incoming`: the key that makes storing it
-idempotent, what a person reads in the transcript, what (if anything) goes to the bot and
-with which metadata, or the reply the gateway gives itself.
+`describe` turns a callback's validated fields (`wechat_fields`) into an `Incoming`: the
+key that makes storing it idempotent, what a person reads in the transcript, what (if
+anything) goes to the bot and with which metadata, or the reply the gateway gives itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,24 +48,26 @@ class Incoming:
     event: str | None = None
 
 
-def _stamp(message: Any) -> int:
-    return int(getattr(message, "time", 0) or 0)  # CreateTime, seconds
-
-
-def describe(message: Any) -> Incoming:
-    openid = str(message.source)
-    kind = str(message.type)
+def describe(fields: Mapping[str, str]) -> Incoming:
+    """What the callback means; `fields` passed `wechat_fields.validate`, so every field its
+    type requires is present, scalar and within its limits."""
+    openid = fields["FromUserName"]
+    kind = fields["MsgType"]
     if kind == "event":
-        return _describe_event(message, openid)
-    msg_id = getattr(message, "id", None)
-    key = f"msg:{msg_id}" if msg_id else f"msg:{openid}:{_stamp(message)}"
+        return _describe_event(fields, openid)
+    msg_id = fields.get("MsgId")
+    key = f"msg:{int(msg_id)}" if msg_id else f"msg:{openid}:{int(fields['CreateTime'])}"
     base: dict[str, Any] = {"openid": openid, "dedupe_key": key, "msg_type": kind}
     if kind == "text":
-        text = str(message.content or "")
+        text = fields["Content"]
         return Incoming(**base, content=text, bot_text=text, metadata={"message_type": "text"})
     if kind == "voice":
-        recognition = (getattr(message, "recognition", None) or "").strip()
-        media = {"media_id": message.media_id, "format": message.format, "recognition": recognition}
+        recognition = fields.get("Recognition", "").strip()
+        media = {
+            "media_id": fields["MediaId"],
+            "format": fields["Format"],
+            "recognition": recognition,
+        }
         if not recognition:
             return Incoming(**base, content="[语音]", media=media, local_reply=VOICE_NOT_RECOGNISED)
         return Incoming(
@@ -75,8 +78,8 @@ def describe(message: Any) -> Incoming:
             metadata={"message_type": "voice"},
         )
     if kind == "location":
-        lat, lng = float(message.location_x), float(message.location_y)
-        label = str(message.label or "")
+        lat, lng = float(fields["Location_X"]), float(fields["Location_Y"])
+        label = fields.get("Label", "")
         location = {"lat": lat, "lng": lng, "label": label}
         return Incoming(
             **base,
@@ -86,11 +89,15 @@ def describe(message: Any) -> Incoming:
             metadata={"message_type": "location", "location": location},
         )
     if kind == "image":
-        media = {"media_id": message.media_id, "pic_url": message.image}
+        media = {"media_id": fields["MediaId"], "pic_url": fields["PicUrl"]}
         return Incoming(**base, content="[图片]", media=media, local_reply=IMAGE_RECEIVED)
     if kind == "link":
-        media = {"title": message.title, "description": message.description, "url": message.url}
-        text = " ".join(p for p in (message.title, message.description, message.url) if p)
+        media = {
+            "title": fields["Title"],
+            "description": fields["Description"],
+            "url": fields["Url"],
+        }
+        text = " ".join(p for p in (media["title"], media["description"], media["url"]) if p)
         return Incoming(
             **base,
             content=f"[链接] {text}",
@@ -101,21 +108,21 @@ def describe(message: Any) -> Incoming:
     return Incoming(**base, content=f"[{kind}]", local_reply=UNSUPPORTED)
 
 
-def _describe_event(message: Any, openid: str) -> Incoming:
-    event = str(getattr(message, "event", "") or "").lower()
-    key = f"evt:{openid}:{_stamp(message)}:{event}"
+def _describe_event(fields: Mapping[str, str], openid: str) -> Incoming:
+    event = fields["Event"].lower()
+    key = f"evt:{openid}:{int(fields['CreateTime'])}:{event}"
     base: dict[str, Any] = {
         "openid": openid,
         "dedupe_key": key,
         "msg_type": "event",
         "event": event,
     }
-    if event == "subscribe" or event == "subscribe_scan":
+    if event == "subscribe":
         return Incoming(**base, content="[关注]", local_reply=WELCOME)
     if event == "unsubscribe":
         return Incoming(**base, content="[取消关注]")
     if event == "click":
-        menu_key = str(getattr(message, "key", "") or "")
+        menu_key = fields["EventKey"]
         if menu_key in MENU_TEXTS:
             return Incoming(
                 **base,

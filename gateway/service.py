@@ -1,9 +1,11 @@
 """One inbound WeChat message, from "stored" to "answered" (design rules 1–3).
 
-1. Store it first, idempotently; a retry gets the stored reply (or `success`).
+1. Store it first, idempotently (`casework.intake`); a retry gets the stored reply (or
+   `success`); a replayed signature with another body stores nothing (`intake.Replayed`).
 2. If an officer owns the conversation, it waits for the officer; the bot stays quiet.
-3. Otherwise ask Rasa. An answer inside the passive window (~4.5 s) goes back in the
-   HTTP response; a later one goes through the outbox (customer-service API).
+3. Otherwise ask Rasa. An answer inside the passive window (~4.5 s from the request's
+   arrival) goes back in the HTTP response; a later one goes through the outbox
+   (customer-service API).
 4. Rasa or the action server down or too slow: the resident is told a human will answer
    and an open case is recorded for officers; later messages try the bot again.
 """
@@ -14,12 +16,11 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
 
 import httpx
 
-from casework import cases, conversations, db, handling, outbox
-from casework.models import Message
+from casework import db, handling, intake
+from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
 from gateway.messages import Incoming, bot_texts, compose
 from integrations.rasa import ParseResult, RasaClient, RasaUnavailable
@@ -77,15 +78,6 @@ class RateLimiter:
         return True
 
 
-@dataclass(frozen=True)
-class Stored:
-    message_id: int
-    conversation_id: int
-    new: bool
-    reply: str | None
-    owner: str
-
-
 class InboundService:
     def __init__(
         self,
@@ -107,66 +99,39 @@ class InboundService:
 
     # ------------------------------------------------------------------ storage (sync)
 
-    def _store(self, incoming: Incoming, raw: str) -> Stored:
+    def _store(self, incoming: Incoming, signed: SignedCallback | None) -> StoredInbound:
         with db.session_scope(self.database_url) as session:
-            message, new = conversations.record_inbound(
+            return intake.store_inbound(
                 session=session,
+                signed=signed,
                 openid=incoming.openid,
                 dedupe_key=incoming.dedupe_key,
                 msg_type=incoming.msg_type,
                 content=incoming.content,
                 media=incoming.media,
-                raw=raw,
+                event=incoming.event,
             )
-            conversation = conversations.conversation_for(session=session, openid=incoming.openid)
-            if new and incoming.event in ("subscribe", "unsubscribe"):
-                conversations.set_subscribed(
-                    session=session,
-                    openid=incoming.openid,
-                    subscribed=incoming.event == "subscribe",
-                )
-            location = incoming.media.get("location")
-            if new and location:
-                conversations.set_location(
-                    session=session,
-                    openid=incoming.openid,
-                    label=location["label"],
-                    lat=location["lat"],
-                    lng=location["lng"],
-                )
-            if new and incoming.msg_type == "image":
-                case = conversations.open_case_of(session=session, openid=incoming.openid)
-                if case is not None:  # the photo belongs with the case officers are handling
-                    images = [*(case.details or {}).get("images", []), incoming.media]
-                    case.details = {**(case.details or {}), "images": images}
-            return Stored(message.id, conversation.id, new, message.reply, conversation.owner)
 
-    def _answer_passively(self, stored: Stored, text: str, sender: str) -> None:
+    def _answer_passively(self, stored: StoredInbound, text: str, sender: str) -> None:
         with db.session_scope(self.database_url) as session:
-            conversations.record_outbound(
+            intake.answer_passively(
                 session=session,
+                message_id=stored.message_id,
                 conversation_id=stored.conversation_id,
                 text=text,
                 sender=sender,
-                delivery="passive",
             )
-            message = session.get(Message, stored.message_id)
-            if message is not None:
-                message.reply, message.status = text, "answered"
 
-    def _enqueue(self, stored: Stored, openid: str, texts: list[str], sender: str) -> None:
+    def _enqueue(self, stored: StoredInbound, openid: str, texts: list[str], sender: str) -> None:
         with db.session_scope(self.database_url) as session:
-            for text in texts:
-                outbox.enqueue(
-                    session=session,
-                    conversation_id=stored.conversation_id,
-                    openid=openid,
-                    text=text,
-                    sender=sender,
-                )
-            message = session.get(Message, stored.message_id)
-            if message is not None and message.status == "received":
-                message.status = "answered"
+            intake.answer_later(
+                session=session,
+                message_id=stored.message_id,
+                conversation_id=stored.conversation_id,
+                openid=openid,
+                texts=texts,
+                sender=sender,
+            )
         if self.outbox_wakeup is not None:
             self.outbox_wakeup.set()
 
@@ -182,38 +147,38 @@ class InboundService:
 
     def _set_status(self, message_id: int, status: str) -> None:
         with db.session_scope(self.database_url) as session:
-            message = session.get(Message, message_id)
-            if message is not None:
-                message.status = status
+            intake.set_status(session=session, message_id=message_id, status=status)
 
     def _record_parse(self, message_id: int, parsed: ParseResult) -> None:
         with db.session_scope(self.database_url) as session:
-            message = session.get(Message, message_id)
-            if message is not None:
-                message.intent, message.confidence = parsed.intent, parsed.confidence
-                # kept for trainers (issue 5): masked before any trainer view shows it
-                message.media = {
-                    **(message.media or {}),
-                    "parse": {"ranking": parsed.ranking, "entities": parsed.entities},
-                }
+            intake.record_parse(
+                session=session,
+                message_id=message_id,
+                intent=parsed.intent,
+                confidence=parsed.confidence,
+                ranking=parsed.ranking,
+                entities=parsed.entities,
+            )
 
     def _bot_down_case(self, openid: str, content: str, error: str) -> None:
         with db.session_scope(self.database_url) as session:
-            cases.open_case(
-                session=session,
-                sender_id=openid,
-                category="other",
-                priority="high",
-                reason="bot_unavailable",
-                summary=f"【智能助手故障】{content[:120]}",
-                details={"first_message": content, "error": error[:300]},
-            )
+            intake.open_bot_down_case(session=session, openid=openid, content=content, error=error)
 
     # ------------------------------------------------------------------ the flow
 
-    async def handle(self, incoming: Incoming, raw: str) -> str | None:
-        """The passive reply text for this request, or None for `success`."""
-        stored = await asyncio.to_thread(self._store, incoming, raw)
+    async def handle(
+        self,
+        incoming: Incoming,
+        *,
+        signed: SignedCallback | None = None,
+        arrived: float | None = None,
+    ) -> str | None:
+        """The passive reply text for this request, or None for `success`. `arrived`
+        (time.monotonic() when the request came in) starts the passive-reply budget:
+        WeChat's 5 s run from its request, not from when we got round to asking the bot.
+        Raises `intake.Replayed` when `signed` was seen with another body."""
+        arrived = time.monotonic() if arrived is None else arrived
+        stored = await asyncio.to_thread(self._store, incoming, signed)
         if not stored.new:
             logger.info(
                 "retry of %s: %s", incoming.dedupe_key, "same reply" if stored.reply else "success"
@@ -236,12 +201,15 @@ class InboundService:
                 self._answer_passively, stored, handling.RATING_THANKS, "system"
             )
             return handling.RATING_THANKS
-        return await self._ask_bot(incoming, stored)
+        return await self._ask_bot(incoming, stored, arrived)
 
-    async def _ask_bot(self, incoming: Incoming, stored: Stored) -> str | None:
+    async def _ask_bot(
+        self, incoming: Incoming, stored: StoredInbound, arrived: float
+    ) -> str | None:
         task = asyncio.create_task(self._bot_turn(incoming))
+        left = max(self.passive_budget - (time.monotonic() - arrived), 0.0)
         try:
-            texts, error = await asyncio.wait_for(asyncio.shield(task), self.passive_budget)
+            texts, error = await asyncio.wait_for(asyncio.shield(task), left)
         except asyncio.TimeoutError:
             # Too slow for a passive reply: answer `success`, deliver when the bot is done.
             self._keep(asyncio.create_task(self._deliver_late(task, incoming, stored)))
@@ -275,7 +243,9 @@ class InboundService:
             return [], str(error)
         return bot_texts(replies), None
 
-    async def _deliver_late(self, task: asyncio.Task, incoming: Incoming, stored: Stored) -> None:
+    async def _deliver_late(
+        self, task: asyncio.Task, incoming: Incoming, stored: StoredInbound
+    ) -> None:
         texts, error = await task
         if error is not None:
             await asyncio.to_thread(self._bot_down_case, incoming.openid, incoming.content, error)

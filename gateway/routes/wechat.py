@@ -1,17 +1,21 @@
 """GET /wechat (URL verification) and POST /wechat (messages and events).
 
 The official-account callback protocol: plain mode, and AES safe mode when the request
-says `encrypt_type=aes`. Bad requests get 403/400/413 and are never stored; a failure to
-store answers 503 so WeChat retries; nothing else ever reaches the caller as an error.
+says `encrypt_type=aes`, as `WECHAT_MODE` (plain | compat | safe) allows. Bad requests get
+403/400/413 and are never stored: every field is validated first (`wechat_fields`), and a
+signature already accepted with another body is a replay (403). A failure to store
+answers 503 so WeChat retries; nothing else ever reaches the caller as an error.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from casework.intake import Replayed, SignedCallback
 from gateway import protocol
 from gateway.messages import describe
 
@@ -48,7 +52,9 @@ def verify_url(request: Request) -> Response:
 
 @router.post("/wechat", include_in_schema=False)
 async def receive(request: Request) -> Response:
+    arrived = time.monotonic()  # WeChat's 5 s started when it sent the request
     settings = request.app.state.settings
+    crypto = request.app.state.crypto
     query = _query(request)
     try:
         declared = int(request.headers.get("content-length") or 0)
@@ -57,15 +63,21 @@ async def receive(request: Request) -> Response:
         protocol.verify_signature(settings.wechat_token, query)
         body = await request.body()
         protocol.check_body(body)
-        crypto = request.app.state.crypto
-        message, xml = protocol.decode(body, query, crypto)
-        incoming = describe(message)
+        fields = protocol.decode(body, query, crypto, mode=settings.wechat_mode)
+        incoming = describe(fields)
+        signed = SignedCallback(
+            nonce_key=protocol.nonce_key(query),
+            body=protocol.signed_content(query, body),
+            window=protocol.replay_window(query),
+        )
     except protocol.ProtocolError as error:
         return _refuse(error, request)
     except ValueError as error:  # bad Content-Length, undecodable bytes
         return _refuse(protocol.ProtocolError(400, f"bad request: {error}"), request)
     try:
-        reply = await request.app.state.inbound.handle(incoming, xml)
+        reply = await request.app.state.inbound.handle(incoming, signed=signed, arrived=arrived)
+    except Replayed:
+        return _refuse(protocol.ProtocolError(403, "replayed signature with another body"), request)
     except Exception:
         # Not stored (the database is down?): 503 makes WeChat retry the same message.
         logger.exception("could not handle %s", incoming.dedupe_key)
@@ -73,5 +85,5 @@ async def receive(request: Request) -> Response:
     if reply is None:
         return PlainTextResponse("success")
     return Response(
-        protocol.render_reply(reply, message, query, crypto), media_type="application/xml"
+        protocol.render_reply(reply, fields, query, crypto), media_type="application/xml"
     )

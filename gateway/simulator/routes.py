@@ -29,11 +29,13 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import WeChatSigner
 
 from gateway.simulator.standin import WeChatStandIn
+from gateway.wechat_fields import FIELDS, OPENID
 
 router = APIRouter(prefix="/simulator", tags=["simulator"], include_in_schema=False)
 
 ACCOUNT_ID = "gh_jmt_simulated"  # the official account's original id (ToUserName)
 WECHAT_SERVERS = "http://wechat-servers"
+OPENID_FORM = f"^(?:{OPENID.pattern.pattern})$" if OPENID.pattern else None
 
 
 def standin_of(request: Request) -> WeChatStandIn:
@@ -82,18 +84,24 @@ async def inbox(request: Request, openid: str, after: int = Query(0, ge=0)) -> l
 # ---------------------------------------------------------------------- WeChat's side
 
 
+def _limit(name: str) -> int:
+    """WeChat's limit for a field, from the gateway's one table of them: the simulator
+    never builds a message the gateway would refuse as malformed."""
+    return FIELDS[name].max_length
+
+
 class SendRequest(BaseModel):
-    openid: str = Field(..., min_length=1, max_length=64)
+    openid: str = Field(..., min_length=1, max_length=_limit("FromUserName"), regex=OPENID_FORM)
     type: Literal["text", "voice", "location", "image", "link", "event"] = "text"
-    content: str = Field("", max_length=4000)
-    recognition: str | None = Field(None, max_length=4000)  # voice; default: content
-    lat: float | None = None
-    lng: float | None = None
-    label: str = ""
+    content: str = Field("", max_length=min(_limit("Content"), _limit("Description")))
+    recognition: str | None = Field(None, max_length=_limit("Recognition"))  # default: content
+    lat: float | None = Field(None, ge=-90, le=90)
+    lng: float | None = Field(None, ge=-180, le=180)
+    label: str = Field("", max_length=_limit("Label"))
     event: Literal["subscribe", "unsubscribe", "CLICK"] | None = None
-    key: str = ""
-    title: str = ""
-    url: str = ""
+    key: str = Field("", max_length=_limit("EventKey"))
+    title: str = Field("", max_length=_limit("Title"))
+    url: str = Field("", max_length=_limit("Url"))
     encrypted: bool = False
     retry_of: str | None = None  # resend this MsgId (WeChat's retry)
 
@@ -219,7 +227,9 @@ async def send_as_wechat(send: SendRequest, request: Request) -> dict[str, Any]:
         "nonce": nonce,
         "openid": sender,
     }
-    crypto = _crypto(request) if send.encrypted else None
+    # Safe mode refuses plain callbacks: WeChat then encrypts every message, and so do we.
+    encrypt = send.encrypted or settings.wechat_mode == "safe"
+    crypto = _crypto(request) if encrypt else None
     body = xml
     if crypto is not None:
         sealed = ElementTree.fromstring(crypto.encrypt_message(xml, nonce, timestamp))

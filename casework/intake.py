@@ -1,0 +1,183 @@
+"""The WeChat intake's storage: an inbound message from "signed" to "stored", and what
+the gateway later records about it (its answer, its status, the bot's parse).
+
+Storing is one transaction: the replay check (`casework.replay`) and the message commit
+or roll back together, so a refused replay leaves nothing behind and a request that
+failed to store is still new when WeChat retries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from casework import cases, conversations, outbox, replay
+from casework.models import Message
+
+SCOPE = "wechat"
+
+
+class Replayed(Exception):
+    """An accepted (timestamp, nonce, signature) came back with another body."""
+
+
+@dataclass(frozen=True)
+class SignedCallback:
+    """What replay memory needs of a callback: its signature's identity, the exact body
+    it came with, and how long its timestamp stays acceptable."""
+
+    nonce_key: str
+    body: bytes
+    window: timedelta
+
+
+class StoredInbound(BaseModel):
+    message_id: int
+    conversation_id: int
+    new: bool  # False: a retry of a message already stored
+    reply: str | None  # the passive reply it already got (repeated on retries)
+    owner: str  # who owns the conversation: bot | officer
+
+    class Config:
+        frozen = True
+
+
+def store_inbound(
+    *,
+    session: Session,
+    signed: SignedCallback | None,
+    openid: str,
+    dedupe_key: str,
+    msg_type: str,
+    content: str,
+    media: dict[str, Any],
+    event: str | None = None,
+) -> StoredInbound:
+    """Store an inbound message once (a retry finds the stored one). Raises `Replayed`,
+    storing nothing, when the signed request was seen with another body."""
+    if signed is not None:
+        sighting = replay.remember(
+            session=session,
+            scope=SCOPE,
+            nonce_key=signed.nonce_key,
+            body=signed.body,
+            window=signed.window,
+        )
+        if sighting is replay.Sighting.REPLAY:
+            raise Replayed(dedupe_key)
+    # The raw XML is not kept (issue 8): `content` and `media` hold what is needed.
+    message, new = conversations.record_inbound(
+        session=session,
+        openid=openid,
+        dedupe_key=dedupe_key,
+        msg_type=msg_type,
+        content=content,
+        media=media,
+    )
+    conversation = conversations.conversation_for(session=session, openid=openid)
+    if new and event in ("subscribe", "unsubscribe"):
+        conversations.set_subscribed(
+            session=session, openid=openid, subscribed=event == "subscribe"
+        )
+    location = media.get("location")
+    if new and location:
+        conversations.set_location(
+            session=session,
+            openid=openid,
+            label=location["label"],
+            lat=location["lat"],
+            lng=location["lng"],
+        )
+    if new and msg_type == "image":
+        case = conversations.open_case_of(session=session, openid=openid)
+        if case is not None:  # the photo belongs with the case officers are handling
+            images = [*(case.details or {}).get("images", []), media]
+            case.details = {**(case.details or {}), "images": images}
+    return StoredInbound(
+        message_id=message.id,
+        conversation_id=conversation.id,
+        new=new,
+        reply=message.reply,
+        owner=conversation.owner,
+    )
+
+
+def answer_passively(
+    *, session: Session, message_id: int, conversation_id: int, text: str, sender: str
+) -> None:
+    """The passive reply in the transcript, and on the message for WeChat's retries."""
+    conversations.record_outbound(
+        session=session,
+        conversation_id=conversation_id,
+        text=text,
+        sender=sender,
+        delivery="passive",
+    )
+    message = session.get(Message, message_id)
+    if message is not None:
+        message.reply, message.status = text, "answered"
+
+
+def answer_later(
+    *,
+    session: Session,
+    message_id: int,
+    conversation_id: int,
+    openid: str,
+    texts: list[str],
+    sender: str,
+) -> None:
+    """Answers for the customer-service API (the outbox)."""
+    for text in texts:
+        outbox.enqueue(
+            session=session,
+            conversation_id=conversation_id,
+            openid=openid,
+            text=text,
+            sender=sender,
+        )
+    message = session.get(Message, message_id)
+    if message is not None and message.status == "received":
+        message.status = "answered"
+
+
+def set_status(*, session: Session, message_id: int, status: str) -> None:
+    message = session.get(Message, message_id)
+    if message is not None:
+        message.status = status
+
+
+def record_parse(
+    *,
+    session: Session,
+    message_id: int,
+    intent: str | None,
+    confidence: float | None,
+    ranking: list[dict[str, Any]],
+    entities: list[dict[str, Any]],
+) -> None:
+    """What the bot understood; kept for trainers (masked before any trainer view)."""
+    message = session.get(Message, message_id)
+    if message is not None:
+        message.intent, message.confidence = intent, confidence
+        message.media = {
+            **(message.media or {}),
+            "parse": {"ranking": ranking, "entities": entities},
+        }
+
+
+def open_bot_down_case(*, session: Session, openid: str, content: str, error: str) -> None:
+    """The bot could not answer: officers get an open case with the first message."""
+    cases.open_case(
+        session=session,
+        sender_id=openid,
+        category="other",
+        priority="high",
+        reason="bot_unavailable",
+        summary=f"【智能助手故障】{content[:120]}",
+        details={"first_message": content, "error": error[:300]},
+    )
