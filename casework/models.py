@@ -158,7 +158,7 @@ class Message(Base):
     dedupe_key = Column(String(200), nullable=True)
     content = Column(Text, nullable=False, default="")  # what a person reads
     media = Column(JSON, nullable=False, default=dict)  # recognition, location, media id, url ...
-    raw = Column(Text, nullable=True)  # the decrypted XML as received
+    raw = Column(Text, nullable=True)  # no longer written (issue 8: raw XML is not kept)
     status = Column(String(16), nullable=False, default="received")
     intent = Column(String(100), nullable=True)
     confidence = Column(Float, nullable=True)
