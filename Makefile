@@ -12,7 +12,7 @@ RASA_PORT    ?= 5005
 ACTIONS_PORT ?= 5055
 GATEWAY_PORT ?= 8000
 export RASA_PORT ACTIONS_PORT GATEWAY_PORT
-export ACTION_ENDPOINT_URL ?= http://127.0.0.1:$(ACTIONS_PORT)/webhook
+export ACTION_ENDPOINT_URL ?= http://$(or $(ACTIONS_HOST),127.0.0.1):$(ACTIONS_PORT)/webhook
 export RASA_TRACKER_DB ?= var/rasa-tracker.sqlite3
 # Every target here is development; a deployment sets JMT_ENV=production (the default when
 # JMT_ENV is unset), which refuses every development default.
