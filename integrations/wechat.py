@@ -22,8 +22,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
-from casework import db
-from casework.models import SharedValue
+from casework import db, shared
 
 logger = logging.getLogger(__name__)
 
@@ -53,31 +52,18 @@ class SqlTokenStorage(SessionStorage):
 
     def get(self, key: str, default: Any = None) -> Any:
         with db.session_scope(self.database_url) as session:
-            row = session.get(SharedValue, f"wechat:{key}")
-            if row is None:
-                return default
-            expires = row.expires_at
-            if expires is not None and expires.tzinfo is None:
-                expires = expires.replace(tzinfo=timezone.utc)
-            if expires is not None and expires <= datetime.now(timezone.utc):
-                return default
-            return row.value
+            value = shared.read(session=session, key=f"wechat:{key}")
+        return default if value is None else value
 
     def set(self, key: str, value: Any, ttl: int | None = None) -> None:
         # Expire a little early so no worker uses a token WeChat has already dropped.
         expires = datetime.now(timezone.utc) + timedelta(seconds=max((ttl or 7200) - 120, 60))
         with db.session_scope(self.database_url) as session:
-            row = session.get(SharedValue, f"wechat:{key}")
-            if row is None:
-                session.add(SharedValue(key=f"wechat:{key}", value=str(value), expires_at=expires))
-            else:
-                row.value, row.expires_at = str(value), expires
+            shared.write(session=session, key=f"wechat:{key}", value=str(value), expires_at=expires)
 
     def delete(self, key: str) -> None:
         with db.session_scope(self.database_url) as session:
-            row = session.get(SharedValue, f"wechat:{key}")
-            if row is not None:
-                session.delete(row)
+            shared.remove(session=session, key=f"wechat:{key}")
 
 
 class WeChatApi(WeChatClient):
