@@ -23,7 +23,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from casework.cases import CATEGORIES, PRIORITIES, RESPONSE_TARGETS
-from casework.clock import utcnow
+from casework.clock import aware, utcnow
 from casework.handling import check_reader
 from casework.models import Case, Conversation, Message, Ticket, User
 from casework.schemas import MetricsPublic
@@ -37,9 +37,9 @@ CSV_HEADER = ("板块 section", "对象 key", "指标 metric", "数值 value")
 
 
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    result = aware(value)
+    assert result is not None
+    return result.astimezone(timezone.utc)
 
 
 def _opt_utc(value: datetime | None) -> datetime | None:

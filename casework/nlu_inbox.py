@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from casework.clock import aware
 from casework.handling import audit
 from casework.models import Base, Case, Conversation, Message, User, utcnow
 from casework.privacy import mask_pii
@@ -127,9 +128,7 @@ class InboxItem:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
-        created = self.created_at
-        if created is not None and created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+        created = aware(self.created_at)
         return {
             "id": self.id,
             "text": self.text,
