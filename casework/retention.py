@@ -15,6 +15,9 @@ by hand:
 - **finished tickets** (resolved, rejected, failed, or linked to a finished one):
   summary, details, location and the platform's note. Kind, place names and times stay.
 - the last **location** a resident shared with their conversation.
+- **Rasa's tracker store** (`RASA_TRACKER_DB` in development, `RASA_DB_*` in production):
+  its events older than the cutoff are deleted, except those of residents with an open
+  matter (`purge_rasa_events`) — Rasa keeps every word too, in its own database.
 
 Kept whatever their age: everything of a resident who has an open case or an open
 ticket (the matter is not over; an officer may need the whole story), and the audit
@@ -35,11 +38,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, column, delete, func, inspect, or_, select, table, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from casework import db
 from casework.clock import utcnow
 from casework.models import (
     Case,
@@ -69,6 +74,7 @@ class PurgeReport:
     tickets: int = 0
     conversations: int = 0
     annotations: int = 0
+    rasa_events: int = 0
 
     def lines(self) -> list[str]:
         return [
@@ -79,6 +85,7 @@ class PurgeReport:
             f"finished tickets anonymised: {self.tickets}",
             f"conversation locations cleared: {self.conversations}",
             f"discarded NLU annotations blanked: {self.annotations}",
+            f"Rasa tracker events deleted: {self.rasa_events}",
         ]
 
 
@@ -98,17 +105,28 @@ def _count(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def purge(*, session: Session, older_than: timedelta, now: datetime | None = None) -> PurgeReport:
-    """Anonymise what is older than `now - older_than` (see the module docstring)."""
-    if older_than <= timedelta(0):
-        raise ValueError("older_than must be positive")
-    cutoff = (now or utcnow()) - older_than
-    # Residents whose matter is not over: nothing of theirs is purged.
-    busy = (
+def _busy_residents() -> Any:
+    """Residents whose matter is not over: nothing of theirs is purged."""
+    return (
         select(Case.sender_id)
         .where(Case.status != "closed")
         .union(select(Ticket.sender_id).where(Ticket.status.in_(OPEN_STATES)))
     )
+
+
+def purge(
+    *,
+    session: Session,
+    older_than: timedelta,
+    now: datetime | None = None,
+    tracker_url: str | None = None,
+) -> PurgeReport:
+    """Anonymise what is older than `now - older_than` (see the module docstring); with
+    `tracker_url`, Rasa's tracker store too (`purge_rasa_events`)."""
+    if older_than <= timedelta(0):
+        raise ValueError("older_than must be positive")
+    cutoff = (now or utcnow()) - older_than
+    busy = _busy_residents()
     busy_conversations = select(Conversation.id).where(Conversation.openid.in_(busy))
     no_sync = {"synchronize_session": False}
 
@@ -246,7 +264,40 @@ def purge(*, session: Session, older_than: timedelta, now: datetime | None = Non
         tickets=tickets,
         conversations=conversations,
         annotations=annotations,
+        rasa_events=(
+            purge_rasa_events(session=session, tracker_url=tracker_url, cutoff=cutoff)
+            if tracker_url
+            else 0
+        ),
     )
+
+
+_RASA_EVENTS = table("events", column("sender_id"), column("timestamp"))
+
+
+def purge_rasa_events(*, session: Session, tracker_url: str, cutoff: datetime) -> int:
+    """Rasa's SQL tracker store keeps every event of every conversation — the residents'
+    words among them — in its own database. Delete the events older than the cutoff,
+    except those of residents whose matter is still open (the rule of our own tables).
+    Rasa rebuilds a tracker from the events that remain; a conversation idle for the
+    retention period has long since started a new session."""
+    engine = db.get_engine(tracker_url)
+    if not inspect(engine).has_table("events"):
+        return 0  # Rasa has not stored anything yet
+    busy = set(session.execute(_busy_residents()).scalars())
+    old = _RASA_EVENTS.c.timestamp < cutoff.timestamp()
+    deleted = 0
+    with engine.begin() as connection:
+        senders = connection.execute(select(_RASA_EVENTS.c.sender_id).where(old).distinct())
+        purgeable = sorted({str(sender) for sender in senders.scalars()} - busy)
+        for start in range(0, len(purgeable), 500):
+            chunk = purgeable[start : start + 500]
+            deleted += _count(
+                connection.execute(
+                    delete(_RASA_EVENTS).where(old, _RASA_EVENTS.c.sender_id.in_(chunk))
+                )
+            )
+    return deleted
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
@@ -282,10 +333,20 @@ def claim_daily_run(*, session: Session, owner: str, now: datetime | None = None
 
 
 def purge_if_due(
-    *, session: Session, owner: str, retention_days: int, now: datetime | None = None
+    *,
+    session: Session,
+    owner: str,
+    retention_days: int,
+    now: datetime | None = None,
+    tracker_url: str | None = None,
 ) -> PurgeReport | None:
     """The gateway's daily purge (`RETENTION_DAYS`); None when another worker (or this
     one, earlier today) already ran it."""
     if not claim_daily_run(session=session, owner=owner, now=now):
         return None
-    return purge(session=session, older_than=timedelta(days=retention_days), now=now)
+    return purge(
+        session=session,
+        older_than=timedelta(days=retention_days),
+        now=now,
+        tracker_url=tracker_url,
+    )

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from dotenv import dotenv_values
 
@@ -157,6 +158,23 @@ class Settings:
             .lower(),
             retention_days=int(_env("RETENTION_DAYS") or 180),
         )
+
+    @property
+    def rasa_tracker_url(self) -> str | None:
+        """Rasa's SQL tracker store, for retention: PostgreSQL from the `RASA_DB_*` values of
+        bot/endpoints.production.yml, else the SQLite file of bot/endpoints.yml."""
+        host = _env("RASA_DB_HOST")
+        if host:
+            user = quote(_env("RASA_DB_USER") or "", safe="")
+            password = quote(_env("RASA_DB_PASSWORD") or "", safe="")
+            credentials = f"{user}:{password}@" if user else ""
+            port, name = _env("RASA_DB_PORT") or "5432", _env("RASA_DB_NAME") or "rasa"
+            return f"postgresql://{credentials}{host}:{port}/{name}"
+        path = _env("RASA_TRACKER_DB")
+        if not path:
+            return None
+        resolved = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+        return f"sqlite:///{resolved}"
 
     @property
     def development(self) -> bool:

@@ -86,6 +86,7 @@ def create_app(
             governance=client_from_settings(settings),
             console_url=settings.console_url,
             retention_days=settings.retention_days,
+            tracker_url=settings.rasa_tracker_url,
         )
         app.state.dispatcher = dispatcher
         if start_outbox:  # tests drive the background work themselves

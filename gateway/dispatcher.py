@@ -77,9 +77,11 @@ class Dispatcher(BackgroundLoop):
         console_url: str,
         poll_seconds: float = 1.0,
         retention_days: int = 0,
+        tracker_url: str | None = None,
     ) -> None:
         super().__init__(poll_seconds=poll_seconds)
         self.retention_days = retention_days  # 0: no automatic purge (tests)
+        self.tracker_url = tracker_url  # Rasa's tracker store, purged by the same rule
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._next_retention_check = 0.0
         self.database_url = database_url
@@ -103,7 +105,10 @@ class Dispatcher(BackgroundLoop):
         RETENTION_DAYS (casework/retention.py)."""
         with db.session_scope(self.database_url) as session:
             report = retention.purge_if_due(
-                session=session, owner=self.owner, retention_days=self.retention_days
+                session=session,
+                owner=self.owner,
+                retention_days=self.retention_days,
+                tracker_url=self.tracker_url,
             )
         if report is not None:
             logger.info("retention: %s", "; ".join(report.lines()))

@@ -223,7 +223,9 @@ def purge(older_than: str | None) -> None:
         sys.exit(f"jmt purge: {error}")
     db.migrate()
     with db.session_scope() as session:
-        report = retention.purge(session=session, older_than=age)
+        report = retention.purge(
+            session=session, older_than=age, tracker_url=get_settings().rasa_tracker_url
+        )
     for line in report.lines():
         _print(line)
 

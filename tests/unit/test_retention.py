@@ -3,9 +3,11 @@ and the audit trail, and is idempotent — on SQLite and PostgreSQL; `jmt purge`
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from casework import db
@@ -239,12 +241,82 @@ def test_purge_refuses_a_non_positive_age(sqlite_url):
         purge(session=session, older_than=timedelta(0))
 
 
-def test_jmt_purge_prints_counts(sqlite_url, capsys, monkeypatch):
+def _rasa_tracker(url: str, events: list[tuple[str, datetime]]) -> None:
+    """Rasa's own `events` table (its SQL tracker store's model), with user events."""
+    from rasa.core.tracker_store import SQLTrackerStore
+
+    engine = sa.create_engine(url, future=True)
+    SQLTrackerStore.SQLEvent.__table__.create(engine, checkfirst=True)
+    table = SQLTrackerStore.SQLEvent.__table__
+    with engine.begin() as connection:
+        for sender, when in events:
+            connection.execute(
+                table.insert().values(
+                    sender_id=sender,
+                    type_name="user",
+                    timestamp=when.timestamp(),
+                    intent_name="complain_noise",
+                    data=json.dumps({"event": "user", "text": WORDS}),
+                )
+            )
+    engine.dispose()
+
+
+def _rasa_senders(url: str) -> list[tuple[str, bool]]:
+    engine = sa.create_engine(url, future=True)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("select sender_id, timestamp from events")).all()
+    engine.dispose()
+    return sorted(
+        (sender, stamp < (NOW - timedelta(days=180)).timestamp()) for sender, stamp in rows
+    )
+
+
+def test_rasa_tracker_events_follow_the_same_rule(world, database_url, tmp_path):
+    """Rasa keeps every word too: its old events go, except of residents with an open
+    matter; recent ones stay. The tracker store here is Rasa's own table, on SQLite (a
+    file of its own, as in development) and PostgreSQL (beside ours, as in production)."""
+    tracker = (
+        f"sqlite:///{tmp_path / 'rasa-tracker.sqlite3'}"
+        if database_url.startswith("sqlite")
+        else database_url
+    )
+    with db.session_scope() as session:  # no events table yet: nothing to do, no error
+        assert (
+            purge(
+                session=session, older_than=timedelta(days=180), now=NOW, tracker_url=tracker
+            ).rasa_events
+            == 0
+        )
+    _rasa_tracker(
+        tracker,
+        [
+            ("o-done", OLD),
+            ("o-done", OLD),
+            ("o-done", RECENT),
+            ("o-busy", OLD),
+            ("o-fresh", RECENT),
+        ],
+    )
+    with db.session_scope() as session:
+        report = purge(
+            session=session, older_than=timedelta(days=180), now=NOW, tracker_url=tracker
+        )
+    assert report.rasa_events == 2
+    assert "Rasa tracker events deleted: 2" in report.lines()
+    assert _rasa_senders(tracker) == [("o-busy", True), ("o-done", False), ("o-fresh", False)]
+
+
+def test_jmt_purge_prints_counts(sqlite_url, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("RASA_TRACKER_DB", str(tmp_path / "rasa-tracker.sqlite3"))
+    monkeypatch.delenv("RASA_DB_HOST", raising=False)
+    _rasa_tracker(f"sqlite:///{tmp_path / 'rasa-tracker.sqlite3'}", [("o-cli", OLD)])
     with db.session_scope() as session:
         _message(session, "o-cli", NOW - timedelta(days=40))
     cli.main(["purge", "--older-than", "30d"])
     out = capsys.readouterr().out
     assert "messages anonymised: 1" in out and "closed cases anonymised: 0" in out
+    assert "Rasa tracker events deleted: 1" in out  # the settings' tracker store
     monkeypatch.setenv("RETENTION_DAYS", "60")
     from casework.settings import get_settings
 

@@ -261,3 +261,23 @@ def test_gateway_refuses_to_start_in_production_with_demo_accounts(monkeypatch, 
     with pytest.raises(SettingsError, match="demo accounts exist"):
         with TestClient(app):
             pass
+
+
+def test_rasa_tracker_store_for_retention(monkeypatch, isolated):
+    """Retention reaches Rasa's tracker store where the endpoints files put it."""
+    assert production(monkeypatch).rasa_tracker_url is None
+    monkeypatch.setenv("RASA_TRACKER_DB", "var/rasa-tracker.sqlite3")
+    assert production(monkeypatch).rasa_tracker_url == (
+        f"sqlite:///{isolated / 'var' / 'rasa-tracker.sqlite3'}"
+    )
+    for name, value in {
+        "RASA_DB_HOST": "db.internal",
+        "RASA_DB_PORT": "6432",
+        "RASA_DB_NAME": "rasa",
+        "RASA_DB_USER": "rasa",
+        "RASA_DB_PASSWORD": "p@ss/word",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert production(monkeypatch).rasa_tracker_url == (
+        "postgresql://rasa:p%40ss%2Fword@db.internal:6432/rasa"
+    )
