@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from stdnum import luhn
 from stdnum.cn import ric
 
+from casework.clock import beijing, beijing_now
 from casework.privacy import BANK_CARD, ID_CARD, LANDLINE, MOBILE, SERVICE, digits_only
 from casework.privacy import mask_pii as mask_pii  # re-exported: actions mask with it too
 
@@ -224,12 +225,16 @@ def _num(text: str) -> int:
     return int(value) if value is not None else 0
 
 
-def parse_time(text: str, now: datetime) -> str | None:
-    """A Chinese time expression → ISO 'YYYY-MM-DDTHH:MM' (or a date) relative to `now`.
+def parse_time(text: str, now: datetime | None = None) -> str | None:
+    """A Chinese time expression → ISO 'YYYY-MM-DDTHH:MM' (or a date) in Beijing time.
 
     Handles 刚才/刚刚, N分钟前/N个小时前, 今天/昨天/前天 + 上午/下午/晚上 + N点(半),
     上周三/周五, M月D日/D号. Returns None when nothing is recognised.
+    Residents speak Beijing time whatever the host's clock says: 昨天 at 06:29 on the
+    30th (22:29 UTC on the 29th) is the 29th. `now` defaults to the current instant
+    (tests pass one); a naive `now` is UTC, as everywhere in casework.clock.
     """
+    now = beijing(now) if now is not None else beijing_now()
     text = text.replace("點", "点").replace("钟", "")
     if re.search(r"刚才|刚刚|就在刚|现在|正在", text):
         return now.strftime("%Y-%m-%dT%H:%M")

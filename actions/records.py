@@ -7,7 +7,6 @@ tracker, and opens cases and tickets through the domain service functions.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -57,10 +56,6 @@ def _schema_ready() -> bool:
     return True
 
 
-def now() -> datetime:
-    return datetime.now().astimezone()
-
-
 def case_category(tracker: Tracker) -> str:
     """The category of what the resident is talking about: the intake's, else the latest
     case intent's, else 'other'."""
@@ -95,7 +90,7 @@ def details_for(tracker: Tracker, category: str) -> dict[str, Any]:
         details["amount_yuan"] = yuan
     when = tracker.get_slot("event_time")
     if when and "event_time" in details:
-        details["event_time_iso"] = parsing.parse_time(str(when), now())
+        details["event_time_iso"] = parsing.parse_time(str(when))  # Beijing time
     contact = " ".join(str(tracker.get_slot(s) or "") for s in ("scammer_contact",))
     if category == "fraud_suspicion" and contact.strip():
         details["scammer_phones"] = parsing.find_phones(contact)

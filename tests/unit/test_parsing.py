@@ -1,12 +1,13 @@
 """Pure text helpers: money, numbers, time and keyword normalisation."""
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 
 from actions import parsing
+from casework.clock import BEIJING
 
-NOW = datetime(2026, 11, 28, 10, 30)  # a Saturday
+NOW = datetime(2026, 11, 28, 10, 30, tzinfo=BEIJING)  # a Saturday, Beijing time
 
 
 @pytest.mark.parametrize(
@@ -64,6 +65,42 @@ def test_parse_time_relative_to_now(text, iso):
 
 def test_parse_time_without_a_time_is_none():
     assert parsing.parse_time("不记得了", NOW) is None
+
+
+def utc(day: int, hour: int, minute: int) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("now", "text", "iso"),
+    [
+        # Issue 9: 06:29 Beijing on the 30th is 22:29 UTC on the 29th; 昨天 is the 29th.
+        (utc(29, 22, 29), "昨天", "2026-11-29"),
+        (utc(29, 22, 29), "今天", "2026-11-30"),
+        (utc(29, 22, 29), "昨天晚上八点", "2026-11-29T20:00"),
+        (utc(29, 22, 29), "刚才", "2026-11-30T06:29"),
+        (utc(29, 22, 29), "两个小时前", "2026-11-30T04:29"),
+        # A naive instant is UTC (casework.clock's rule), not the host's local time.
+        (datetime(2026, 11, 29, 22, 29), "昨天", "2026-11-29"),
+        # Around midnight UTC: 23:59 UTC is already 07:59 on the next day in Beijing, and
+        # 00:01 UTC the same Beijing day; 16:00 UTC is Beijing midnight.
+        (utc(29, 23, 59), "昨天", "2026-11-29"),
+        (utc(30, 0, 1), "昨天", "2026-11-29"),
+        (utc(30, 0, 1), "今天上午九点", "2026-11-30T09:00"),
+        (utc(29, 15, 59), "今天", "2026-11-29"),
+        (utc(29, 16, 0), "今天", "2026-11-30"),
+        (utc(29, 16, 0), "昨晚十一点", "2026-11-29T23:00"),
+        (utc(29, 16, 0), "前天", "2026-11-28"),
+        (utc(29, 16, 0), "周一", "2026-11-30"),
+    ],
+)
+def test_parse_time_resolves_relative_times_in_beijing_time(now, text, iso):
+    assert parsing.parse_time(text, now) == iso
+
+
+def test_parse_time_defaults_to_the_current_beijing_day():
+    today = datetime.now(BEIJING).strftime("%Y-%m-%d")
+    assert parsing.parse_time("今天") in (today, datetime.now(BEIJING).strftime("%Y-%m-%d"))
 
 
 def test_find_phones_mobile_landline_and_service_numbers():
