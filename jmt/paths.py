@@ -16,5 +16,8 @@ NLU_DATA = REPO_ROOT / "nlu_data"
 # What training reads: trainers' NLU data and the dialogue data. tests/nlu is never read.
 TRAINING_DATA = [NLU_DATA / "intents", NLU_DATA / "faq", NLU_DATA / "entities", BOT / "data"]
 JIEBA_DICT = NLU_DATA / "jieba"
-HELDOUT = REPO_ROOT / "tests" / "nlu" / "heldout.yml"
+# Evaluation sets (jmt/evalsets.py): every *.yml here, never trained on.
+EVALUATION_SETS = REPO_ROOT / "tests" / "nlu"
+HELDOUT = EVALUATION_SETS / "heldout.yml"
+BLIND = EVALUATION_SETS / "blind.yml"  # written by authors who never saw nlu_data/
 REPORTS = REPO_ROOT / "reports"

@@ -12,7 +12,7 @@ from rasa.shared.nlu.training_data.loading import load_data
 
 from actions.forms import FRAUD_RESPONSE_KEYS, LEGAL_RESPONSE_KEYS
 from casework.triage import category_of
-from jmt import paths
+from jmt import evalsets, paths
 
 FILLERS = re.compile(r"[啊呀呢吧了的哦嘛\s,，.。!！?？~～、…]|请问|你好|您好|麻烦|一下")
 
@@ -70,10 +70,95 @@ def test_faq_has_60_topics_each_with_6_paraphrases_and_an_answer():
     assert {f"utter_{topic}" for topic in per_topic} == set(answers)
 
 
-def test_heldout_set_is_not_in_the_training_data():
-    training = {normalise(text) for text, _ in examples()}
-    leaked = [text for text, _ in examples(heldout=True) if normalise(text) in training]
-    assert leaked == []
+# --- evaluation sets are never trained on ---
+
+# A copied evaluation text of this many characters (normalised) is a leak even inside a
+# longer training example; shorter ones ("谢谢") only when they are a whole example.
+LEAK_INSIDE_MIN_CHARS = 12
+
+
+def _units(value: object) -> list[str]:
+    """Every string of a YAML value; '- a\n- b' example blocks give one string per line."""
+    if isinstance(value, dict):
+        return [unit for item in value.values() for unit in _units(item)]
+    if isinstance(value, list):
+        return [unit for item in value for unit in _units(item)]
+    if isinstance(value, str):
+        lines = [line.strip() for line in value.splitlines()]
+        if any(line.startswith("- ") for line in lines):
+            return [line.removeprefix("- ") for line in lines if line]
+        return [value]
+    return []
+
+
+@lru_cache(maxsize=1)
+def nlu_data_texts() -> frozenset[str]:
+    """Every text in any file of nlu_data/ (YAML strings, other files line by line),
+    normalised the way the evaluation sets are."""
+    texts = set()
+    for file in sorted(p for p in paths.NLU_DATA.rglob("*") if p.is_file()):
+        content = file.read_text(encoding="utf-8")
+        if file.suffix in (".yml", ".yaml"):
+            units = _units(yaml.safe_load(content))
+        else:
+            units = content.splitlines()
+        texts.update(evalsets.normalise(evalsets.plain_text(unit)) for unit in units)
+    texts.discard("")
+    return frozenset(texts)
+
+
+EVALUATION_SETS = sorted(
+    {paths.HELDOUT, paths.BLIND, *paths.EVALUATION_SETS.glob("*.yml")}, key=lambda p: p.name
+)
+
+
+@pytest.mark.parametrize("evaluation_set", EVALUATION_SETS, ids=lambda p: p.name)
+def test_no_evaluation_text_is_in_nlu_data(evaluation_set):
+    if not evaluation_set.exists():
+        pytest.skip(f"{evaluation_set.name} is not written yet")
+    texts = [example.text for example in evalsets.load_examples(evaluation_set)]
+    assert texts, f"{evaluation_set.name} has no examples"
+    assert leaked(texts) == [], f"{evaluation_set.name} texts found in nlu_data/"
+
+
+def leaked(texts: list[str]) -> list[str]:
+    training = nlu_data_texts()
+    found = []
+    for text in texts:
+        key = evalsets.normalise(text)
+        if key in training or (
+            len(key) >= LEAK_INSIDE_MIN_CHARS and any(key in unit for unit in training)
+        ):
+            found.append(text)
+    return found
+
+
+def test_a_copied_training_text_is_caught_however_it_is_written():
+    text = examples()[0][0]
+    longest = max((t for t, _ in examples()), key=lambda t: len(evalsets.normalise(t)))
+    inside = evalsets.normalise(longest)[1 : 1 + LEAK_INSIDE_MIN_CHARS]
+    disguised = " ".join(text.upper()) + "！！"
+    assert leaked([disguised, inside, "这句话不会出现在训练数据里吧我猜"]) == [disguised, inside]
+
+
+def test_the_leak_check_sees_through_case_width_spaces_punctuation_and_markup(tmp_path):
+    assert evalsets.normalise("ＡＢ c，d！ 身份证?") == "abcd身份证"
+    assert evalsets.plain_text("被骗了[两万](amount)元") == "被骗了两万元"
+    assert _units({"nlu": [{"intent": "x", "examples": "- 一\n- 二\n"}]}) == ["x", "一", "二"]
+    blind = tmp_path / "blind.yml"
+    blind.write_text(
+        "nlu:\n- intent: out_of_scope\n  examples:\n  - text: |\n      去日本 旅游！\n"
+        "    metadata:\n      register: chitchat\n",
+        encoding="utf-8",
+    )
+    assert evalsets.load_examples(blind) == [
+        evalsets.Example("去日本 旅游！", "out_of_scope", "chitchat")
+    ]
+
+
+def test_every_evaluation_text_is_read():
+    """Our reader of the evaluation sets finds what Rasa finds."""
+    assert len(evalsets.load_examples(paths.HELDOUT)) == len(examples(heldout=True))
 
 
 def test_heldout_set_covers_every_category():
