@@ -81,8 +81,9 @@ stories: train ## Dialogue test stories (rasa test core; fails on any action pre
 test: lint unit validate stories e2e ## Everything: lint, unit tests, data validation, story and e2e tests
 
 .PHONY: evaluate
-evaluate: train ## NLU evaluation on the held-out set; reports under reports/
-	$(PY) -m jmt.evaluate
+# EVALUATE_ARGS: e.g. --set blind=/tmp/draft.yml (add or replace a set; see jmt/evaluate.py)
+evaluate: train ## NLU evaluation on every set in tests/nlu (held-out, blind); reports/summary.md
+	$(PY) -m jmt.evaluate $(EVALUATE_ARGS)
 
 .PHONY: bench
 bench: train ## Parse latency p50/p95 and throughput through Rasa's HTTP API, plus training time

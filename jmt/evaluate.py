@@ -1,13 +1,20 @@
-"""NLU evaluation on the held-out set (`make evaluate`).
+"""NLU evaluation on every evaluation set (`make evaluate`).
 
-Runs `rasa test nlu` on `tests/nlu/heldout.yml` (never used for training) and writes under
-`reports/`:
+Runs `rasa test nlu` on each set under `tests/nlu/` (`heldout.yml`, `blind.yml`, any
+other `*.yml`; none is ever used for training) and writes, for each set, under
+`reports/<set>/`:
 - `nlu/` — Rasa's own intent and entity reports and intent confusion matrix;
 - `triage_report.json` / `triage_report.md` — per-category precision/recall/F1 through
-  `bot/triage.yml`, macro-F1, and the targets;
-- `triage_confusion_matrix.png`.
+  `bot/triage.yml`, macro-F1, per-register accuracy and macro-F1, the wrong-FAQ share
+  (messages of category `other` that would get an FAQ text), the gating targets and
+  issue 9's targets;
+- `triage_confusion_matrix.png`;
 
-Exits non-zero when a target is missed, so it can gate a model.
+and `reports/summary.md` with every set side by side.
+
+Exits non-zero when any set misses one of the gating TARGETS, so it can gate a model;
+issue 9's targets are reported as pass/fail lines. `--set NAME=PATH` adds or replaces a
+set (e.g. a draft blind set outside the repository).
 """
 
 from __future__ import annotations
@@ -18,28 +25,35 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from casework.cases import CATEGORIES
 from casework.triage import category_of
-from jmt import paths
+from jmt import evalsets, paths
+from jmt.evalreport import (
+    goal_lines,
+    markdown,
+    plot_confusion,
+    summary_markdown,
+    target_lines,
+    wrong_faq_line,
+)
+from jmt.scoring import (
+    Prediction,
+    category_scores,
+    check_goals,
+    check_targets,
+    macro_f1,
+    measures,
+    register_scores,
+    wrong_faq,
+)
 from jmt.train import rasa_bin, train
 
 logger = logging.getLogger(__name__)
-
-TARGETS = {"macro_f1": 0.92, "recall:emergency": 0.98, "recall:fraud_suspicion": 0.95}
-
-
-@dataclass(frozen=True)
-class Prediction:
-    text: str
-    expected: str  # category
-    predicted: str  # category
-    intent_expected: str
-    intent_predicted: str
-    confidence: float
 
 
 def run_rasa_test(model: Path, heldout: Path, out: Path) -> None:
@@ -58,7 +72,9 @@ def run_rasa_test(model: Path, heldout: Path, out: Path) -> None:
     subprocess.run(command, check=True, cwd=paths.REPO_ROOT)
 
 
-def load_predictions(out: Path) -> list[Prediction]:
+def load_predictions(out: Path, registers: dict[str, str] | None = None) -> list[Prediction]:
+    """Rasa's predictions; `registers` (normalised text → register) gives each its register,
+    since Rasa's outputs do not keep the examples' metadata."""
     rows = []
     for name in ("intent_successes.json", "intent_errors.json"):
         file = out / name
@@ -66,6 +82,7 @@ def load_predictions(out: Path) -> list[Prediction]:
             continue
         for row in json.loads(file.read_text(encoding="utf-8")):
             predicted = row.get("intent_prediction") or {}
+            register = (registers or {}).get(evalsets.normalise(row["text"]))
             rows.append(
                 Prediction(
                     text=row["text"],
@@ -74,127 +91,76 @@ def load_predictions(out: Path) -> list[Prediction]:
                     intent_expected=row["intent"],
                     intent_predicted=str(predicted.get("name")),
                     confidence=float(predicted.get("confidence") or 0.0),
+                    register=register or evalsets.UNSPECIFIED,
                 )
             )
     return rows
 
 
-def category_scores(predictions: list[Prediction]) -> dict[str, dict[str, float]]:
-    scores: dict[str, dict[str, float]] = {}
-    for category in CATEGORIES:
-        tp = sum(p.expected == category and p.predicted == category for p in predictions)
-        fp = sum(p.expected != category and p.predicted == category for p in predictions)
-        fn = sum(p.expected == category and p.predicted != category for p in predictions)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        scores[category] = {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
-    return scores
+def fallback_threshold(config: Path = paths.CONFIG) -> float | None:
+    """The FallbackClassifier's threshold in bot/config.yml, if there is one."""
+    pipeline = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("pipeline") or []
+    for component in pipeline:
+        if component.get("name") == "FallbackClassifier":
+            return float(component.get("threshold", 0.3))  # Rasa's default
+    return None
 
 
-def check_targets(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float | bool]]:
-    macro = sum(s["f1"] for s in scores.values()) / len(scores)
-    measured = {
-        "macro_f1": macro,
-        "recall:emergency": scores["emergency"]["recall"],
-        "recall:fraud_suspicion": scores["fraud_suspicion"]["recall"],
-    }
-    return {
-        name: {"value": measured[name], "target": target, "met": measured[name] >= target}
-        for name, target in TARGETS.items()
-    }
-
-
-def plot_confusion(predictions: list[Prediction], file: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = Counter((p.expected, p.predicted) for p in predictions)
-    matrix = [[counts[(e, p)] for p in CATEGORIES] for e in CATEGORIES]
-    fig, ax = plt.subplots(figsize=(8, 7))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(CATEGORIES)), CATEGORIES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CATEGORIES)), CATEGORIES)
-    ax.set_xlabel("predicted category")
-    ax.set_ylabel("expected category")
-    ax.set_title("Triage confusion matrix (held-out set)")
-    for i, row in enumerate(matrix):
-        for j, value in enumerate(row):
-            if value:
-                ax.text(
-                    j,
-                    i,
-                    str(value),
-                    ha="center",
-                    va="center",
-                    color="white" if value > max(map(max, matrix)) / 2 else "black",
-                )
-    fig.tight_layout()
-    fig.savefig(file, dpi=120)
-    plt.close(fig)
-
-
-def markdown(scores: dict, targets: dict, predictions: list[Prediction], model: str) -> str:
-    lines = [
-        f"# Triage evaluation — model `{model}`",
-        "",
-        f"Held-out set: `{paths.HELDOUT.relative_to(paths.REPO_ROOT)}`, "
-        f"{len(predictions)} messages.",
-        "",
-        "| category | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-    ]
-    for category, s in scores.items():
-        lines.append(
-            f"| {category} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
-            f"| {s['support']:.0f} |"
-        )
-    lines += ["", "| target | value | required | met |", "|---|---|---|---|"]
-    for name, t in targets.items():
-        lines.append(
-            f"| {name} | {t['value']:.3f} | ≥ {t['target']} | {'yes' if t['met'] else 'NO'} |"
-        )
-    errors = [p for p in predictions if p.expected != p.predicted]
-    lines += [
-        "",
-        f"## Misclassified ({len(errors)})",
-        "",
-        "| text | expected | predicted (intent, confidence) |",
-        "|---|---|---|",
-    ]
-    for p in sorted(errors, key=lambda p: (p.expected, p.text)):
-        text = p.text.replace("|", "\\|")
-        lines.append(
-            f"| {text} | {p.expected} | {p.predicted} ({p.intent_predicted}, {p.confidence:.2f}) |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def summarise(model: Path, predictions: list[Prediction]) -> dict:
-    """The triage report of one model: per-category scores and the targets."""
+def summarise(model: Path, predictions: list[Prediction], threshold: float | None = None) -> dict:
+    """The triage report of one model on one set: per-category scores, the gating targets
+    (`targets`, what the model gate reads), per register, wrong FAQ and issue 9's goals."""
     scores = category_scores(predictions)
+    faq = {
+        "other": wrong_faq(predictions, threshold=threshold),
+        "out_of_scope": wrong_faq(predictions, intent="out_of_scope", threshold=threshold),
+    }
     return {
         "model": model.name,
         "examples": len(predictions),
         "categories": scores,
+        "macro_f1": macro_f1(scores),
         "targets": check_targets(scores),
+        "registers": register_scores(predictions),
+        "wrong_faq": faq,
+        "goals": check_goals(measures(scores, faq["other"]["share"])),
     }
 
 
+def _label(file: Path) -> str:
+    try:
+        return f"`{file.resolve().relative_to(paths.REPO_ROOT)}`"
+    except ValueError:
+        return f"`{file}` (outside the repository)"
+
+
 def evaluate(model: Path, heldout: Path, reports: Path) -> dict:
+    """Evaluate `model` on the set `heldout` and write its reports into `reports`."""
     rasa_out = reports / "nlu"
     run_rasa_test(model, heldout, rasa_out)
-    predictions = load_predictions(rasa_out)
+    registers = evalsets.registers_by_text(evalsets.load_examples(heldout))
+    predictions = load_predictions(rasa_out, registers)
     if not predictions:
         raise SystemExit(f"no predictions found in {rasa_out}")
-    report = summarise(model, predictions)
-    scores, targets = report["categories"], report["targets"]
+    report = summarise(model, predictions, fallback_threshold())
+    report["set"] = str(heldout)
     (reports / "triage_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    (reports / "triage_report.md").write_text(markdown(scores, targets, predictions, model.name))
-    plot_confusion(predictions, reports / "triage_confusion_matrix.png")
+    (reports / "triage_report.md").write_text(markdown(report, predictions, _label(heldout)))
+    plot_confusion(predictions, reports / "triage_confusion_matrix.png", heldout.stem)
     return report
+
+
+def evaluate_sets(model: Path, sets: dict[str, Path], reports_root: Path) -> dict[str, dict]:
+    """Every set into reports_root/<name>/, then reports_root/summary.md."""
+    reports = {}
+    for name, file in sets.items():
+        out = reports_root / name
+        shutil.rmtree(out / "nlu", ignore_errors=True)  # no stale intent_errors.json
+        out.mkdir(parents=True, exist_ok=True)
+        logger.info("evaluating %s on %s (%s)", model.name, name, file)
+        reports[name] = evaluate(model, file, out)
+    summary = summary_markdown(model.name, reports)
+    (reports_root / "summary.md").write_text(summary, encoding="utf-8")
+    return reports
 
 
 # --- Candidate vs live (`jmt nlu evaluate --compare`; the gate is run by jmt/model.py) ---
@@ -373,16 +339,24 @@ def comparison_markdown(candidate: Evaluation, live: Evaluation | None, result: 
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, help="model to evaluate (default: train/cached)")
-    parser.add_argument("--heldout", type=Path, default=paths.HELDOUT)
-    parser.add_argument("--out", type=Path, default=paths.REPORTS)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = args.model or train()
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = evaluate(model, args.heldout, args.out)
+def _sets(args: argparse.Namespace) -> dict[str, Path]:
+    sets = evalsets.discover()
+    if args.heldout is not None:
+        sets["heldout"] = args.heldout
+    for option in args.set or []:
+        try:
+            name, file = evalsets.parse_set_option(option)
+        except ValueError as error:
+            raise SystemExit(f"--set: {error}") from error
+        sets[name] = file
+    missing = [str(file) for file in sets.values() if not file.exists()]
+    if missing:
+        raise SystemExit(f"no such evaluation set: {', '.join(missing)}")
+    return sets
+
+
+def _log(name: str, report: dict) -> None:
+    logger.info("== %s: %d messages, macro-F1 %.3f", name, report["examples"], report["macro_f1"])
     for category, s in report["categories"].items():
         logger.info(
             "%-16s P %.3f  R %.3f  F1 %.3f  (n=%d)",
@@ -392,16 +366,50 @@ def main() -> None:
             s["f1"],
             s["support"],
         )
-    for name, t in report["targets"].items():
+    for register, r in report["registers"].items():
         logger.info(
-            "%-24s %.3f (target ≥ %s) %s",
-            name,
-            t["value"],
-            t["target"],
-            "ok" if t["met"] else "MISSED",
+            "register %-16s accuracy %.3f  macro-F1 %.3f  (n=%d)",
+            register,
+            r["accuracy"],
+            r["macro_f1"],
+            r["examples"],
         )
-    logger.info("reports written to %s", args.out)
-    if not all(t["met"] for t in report["targets"].values()):
+    for key in ("other", "out_of_scope"):
+        logger.info("wrong FAQ (%s): %s", key, wrong_faq_line(report["wrong_faq"][key]))
+    for line in target_lines(report) + goal_lines(report):
+        logger.info("%s", line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="model to evaluate (default: train/cached)")
+    parser.add_argument("--heldout", type=Path, help="same as --set heldout=PATH")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=PATH",
+        help="add or replace an evaluation set (repeatable), e.g. --set blind=/tmp/blind.yml",
+    )
+    parser.add_argument("--out", type=Path, default=paths.REPORTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sets = _sets(args)
+    model = args.model or train()
+    args.out.mkdir(parents=True, exist_ok=True)
+    reports = evaluate_sets(model, sets, args.out)
+    for name, report in reports.items():
+        _log(name, report)
+    logger.info("reports written to %s (summary: %s)", args.out, args.out / "summary.md")
+    missed = [
+        f"{name}: {target}"
+        for name, report in reports.items()
+        for target, t in report["targets"].items()
+        if not t["met"]
+    ]
+    if missed:
+        logger.error("gating targets missed: %s", "; ".join(missed))
         sys.exit(1)
 
 
