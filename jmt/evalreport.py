@@ -108,8 +108,9 @@ def summary_markdown(model: str, reports: dict[str, dict]) -> str:
     lines = [
         f"# NLU evaluation — model `{model}`",
         "",
-        "Every set under `tests/nlu/`, never trained on. Each set's own report, with every "
-        "misclassified message: " + ", ".join(f"[{n}]({n}/triage_report.md)" for n in names),
+        "Sets (never trained on), each with its own report listing every misclassified message:",
+        "",
+        *[f"- [{n}]({n}/triage_report.md): `{reports[n].get('set', '?')}`" for n in names],
         "",
         header,
         rule,

@@ -126,11 +126,12 @@ def summarise(model: Path, predictions: list[Prediction], threshold: float | Non
     }
 
 
-def _label(file: Path) -> str:
+def _shown(file: Path) -> str:
+    """A set's file as reports show it: relative inside the repository, else absolute."""
     try:
-        return f"`{file.resolve().relative_to(paths.REPO_ROOT)}`"
+        return str(file.resolve().relative_to(paths.REPO_ROOT))
     except ValueError:
-        return f"`{file}` (outside the repository)"
+        return str(file.resolve())
 
 
 def evaluate(model: Path, heldout: Path, reports: Path) -> dict:
@@ -142,9 +143,9 @@ def evaluate(model: Path, heldout: Path, reports: Path) -> dict:
     if not predictions:
         raise SystemExit(f"no predictions found in {rasa_out}")
     report = summarise(model, predictions, fallback_threshold())
-    report["set"] = str(heldout)
+    report["set"] = _shown(heldout)
     (reports / "triage_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    (reports / "triage_report.md").write_text(markdown(report, predictions, _label(heldout)))
+    (reports / "triage_report.md").write_text(markdown(report, predictions, f"`{report['set']}`"))
     plot_confusion(predictions, reports / "triage_confusion_matrix.png", heldout.stem)
     return report
 
