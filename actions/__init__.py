@@ -4,8 +4,10 @@
 - `intake.py`  submitting intakes, hand-offs, cancellation, fallback
 - `records.py` the bridge to the domain layer (cases and tickets)
 - `parsing.py` pure text helpers (money, time, numbers, keywords)
+- `fallback.py` the two-stage fallback's question in Chinese
 """
 
+from actions.fallback import ActionDefaultAskAffirmation  # noqa: F401
 from actions.forms import (  # noqa: F401  (rasa-sdk registers Action subclasses on import)
     ValidateDogForm,
     ValidateEmergencyForm,

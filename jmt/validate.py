@@ -14,6 +14,7 @@ import sys
 
 import yaml
 
+from actions.fallback import AFFIRMABLE_INTENTS
 from actions.forms import FRAUD_RESPONSE_KEYS, LEGAL_RESPONSE_KEYS
 from jmt import paths
 from jmt.train import rasa_bin
@@ -35,6 +36,7 @@ def utterances_sent_by_code() -> set[str]:
     sent = set(re.findall(r"\"(utter_\w+)\"", source))
     sent |= {f"utter_dissuade_{key}" for key in [*FRAUD_RESPONSE_KEYS.values(), "general"]}
     sent |= {f"utter_legal_guidance_{key}" for key in [*LEGAL_RESPONSE_KEYS.values(), "general"]}
+    sent |= {f"utter_ask_affirmation_{intent}" for intent in AFFIRMABLE_INTENTS}
     return sent | RASA_BUILT_INS
 
 
