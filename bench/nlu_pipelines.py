@@ -7,6 +7,7 @@ recall, and the share of out_of_scope messages that would get an FAQ answer — 
 out-of-scope threshold calibrated on the held-out set only.
 
     .venv/bin/python bench/nlu_pipelines.py
+    .venv/bin/python bench/nlu_pipelines.py RESULTS_DIR...   # score `rasa test nlu` output
 
 This explores designs before any Rasa training; the Rasa pipelines themselves are
 measured with `rasa test nlu` (see the numbers in bot/config.yml).
@@ -15,6 +16,7 @@ measured with `rasa test nlu` (see the numbers in bot/config.yml).
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from pathlib import Path
 
@@ -25,10 +27,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
-from casework.cases import CATEGORIES
-from casework.triage import category_of
-from jmt import paths
-from jmt.nlu.encoders import default_encoder
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from casework.cases import CATEGORIES  # noqa: E402
+from casework.triage import category_of  # noqa: E402
+from jmt import paths  # noqa: E402
+from jmt.nlu.encoders import default_encoder  # noqa: E402
 
 CACHE = paths.REPO_ROOT / "var" / "bench-embeddings"
 BLIND = paths.REPO_ROOT / "tests" / "nlu" / "blind.yml"
@@ -130,7 +134,26 @@ def topic_accuracy(model, features, sets) -> None:
         print(f"FAQ topic accuracy on {name}: {right}/{len(faq)} = {right / len(faq):.3f}")
 
 
+def score_rasa_results(folder: Path) -> None:
+    """The same figures from `rasa test nlu --successes --out FOLDER` of a real pipeline."""
+    from jmt.evaluate import load_predictions
+
+    predictions = load_predictions(folder)
+    s = scores([p.expected for p in predictions], [p.predicted for p in predictions])
+    oos = [p for p in predictions if p.intent_expected == "out_of_scope"]
+    wrong = sum(p.predicted == "faq" for p in oos) / len(oos) if oos else 0.0
+    print(
+        f"{folder}: n={len(predictions)} macro-F1 {s['macro_f1']:.3f} "
+        f"emergency recall {s['emergency']:.3f} fraud recall {s['fraud']:.3f} "
+        f"out_of_scope→FAQ {wrong:.3f} ({len(oos)} out_of_scope)"
+    )
+
+
 def main() -> None:
+    if len(sys.argv) > 1:  # folders of `rasa test nlu` results to score
+        for folder in sys.argv[1:]:
+            score_rasa_results(Path(folder))
+        return
     train = examples(paths.NLU_DATA / "intents") + examples(paths.NLU_DATA / "faq")
     sets = {"heldout": examples(paths.HELDOUT), "blind": examples(BLIND)}
     started = time.monotonic()
