@@ -16,6 +16,8 @@ NLU_DATA = REPO_ROOT / "nlu_data"
 # What training reads: trainers' NLU data and the dialogue data. tests/nlu is never read.
 TRAINING_DATA = [NLU_DATA / "intents", NLU_DATA / "faq", NLU_DATA / "entities", BOT / "data"]
 JIEBA_DICT = NLU_DATA / "jieba"
+# Our own Rasa components: a change to their code must retrain, like a change to the data.
+NLU_COMPONENTS = REPO_ROOT / "jmt" / "nlu"
 # Evaluation sets (jmt/evalsets.py): every *.yml here, never trained on.
 EVALUATION_SETS = REPO_ROOT / "tests" / "nlu"
 HELDOUT = EVALUATION_SETS / "heldout.yml"

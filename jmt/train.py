@@ -26,6 +26,7 @@ def training_inputs() -> list[Path]:
     files = [paths.CONFIG, *sorted(paths.DOMAIN.rglob("*.yml"))]
     for folder in [*paths.TRAINING_DATA, paths.JIEBA_DICT]:
         files += sorted(p for p in folder.rglob("*") if p.is_file())
+    files += sorted(paths.NLU_COMPONENTS.rglob("*.py"))
     return files
 
 
