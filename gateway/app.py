@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from casework import db, posture
+from casework import db, logsafe, posture
 from casework.settings import Settings, get_settings
-from gateway import logsafe, protocol
+from gateway import protocol
 from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker

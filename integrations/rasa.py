@@ -4,40 +4,26 @@ Rasa runs with `--auth-token` (RASA_TOKEN), which guards its HTTP API (trackers,
 models, /status) and takes the token only as the `?token=` query parameter. The REST
 channel (/webhooks/rest/webhook) is not covered by that token; Rasa listens on loopback
 only (RASA_HOST), so only this machine's processes reach it. Since the token travels in
-URLs, nothing we log may print a URL unredacted: `redact` and the filter on httpx's logger.
+URLs, nothing we log may print a URL unredacted: `redact` and casework.logsafe's filter.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from casework import logsafe
+
 logger = logging.getLogger(__name__)
 
 
-_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s'\"]+")
-
-
-def redact(text: str) -> str:
-    """The text with any `token=` query value hidden (URLs in errors and log lines)."""
-    return _TOKEN_IN_URL.sub(r"\1***", text)
-
-
-class _RedactTokens(logging.Filter):
-    """httpx logs every request URL at INFO; Rasa's token is in those URLs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = redact(message), None
-        return True
-
-
-logging.getLogger("httpx").addFilter(_RedactTokens())
+# The token travels in URLs: the one log filter hides it (and other secrets) wherever
+# httpx logs a request, and `redact` hides it in the errors we raise and log.
+redact = logsafe.redact_text
+logsafe.install()
 
 
 class RasaUnavailable(Exception):

@@ -1,4 +1,4 @@
-"""Access logs never carry tokens, tickets or WeChat signatures (gateway/logsafe.py)."""
+"""Access logs never carry tokens, tickets or WeChat signatures (casework/logsafe.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 from uvicorn.logging import AccessFormatter
 
-from gateway import logsafe
+from casework import logsafe
 from gateway.app import create_app
 from tests.gateway.conftest import gateway_settings
 

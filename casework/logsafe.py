@@ -1,5 +1,8 @@
 """Keep secrets out of logs: query-string values that grant access are written as ***.
 
+One filter for every process that logs URLs: the gateway installs it at start, and the
+Rasa client (used by the gateway, `jmt model` and the benchmarks) on import.
+
 uvicorn's access log writes every request's path with its query string, and httpx logs
 every outgoing URL. Some of those carry credentials: a console stream ticket, WeChat's
 callback signature, the WeChat API access token, a DingTalk robot token. A filter on
@@ -14,6 +17,7 @@ they grant nothing without the signature, and they are what one needs to read a 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -49,6 +53,15 @@ def redact_query(url: str) -> str:
             part = f"{name}={REDACTED}"
         parts.append(part)
     return f"{head}?{'&'.join(parts)}{hash_mark}{fragment}"
+
+
+_NAMES = "|".join(sorted(SENSITIVE))
+_IN_TEXT = re.compile(rf"([?&](?:{_NAMES})=)[^&\s'\"#]+", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message quoting a URL) with sensitive query values hidden."""
+    return _IN_TEXT.sub(r"\1" + REDACTED, text)
 
 
 def _redact(argument: Any) -> Any:
