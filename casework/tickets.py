@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from casework import outbox
-from casework.cases import CaseError, open_case
+from casework.cases import OPEN_TICKET_STATES, CaseError, open_case
 from casework.clock import aware
 from casework.conversations import conversation_for
 from casework.handling import audit
@@ -43,7 +43,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 TICKET_STATES = tuple(TRANSITIONS)
 STATUSES = ("accepted", "in_progress", "resolved", "rejected")  # what the platform reports
-OPEN_STATES = ("pending", "sent", "accepted", "in_progress")
+OPEN_STATES = OPEN_TICKET_STATES  # defined beside open_ticket, which links duplicates by it
 FINAL_STATES = tuple(state for state, onward in TRANSITIONS.items() if not onward)
 STATE_LABELS = {
     "pending": "待发送",
@@ -65,9 +65,6 @@ RESIDENT_NOTICES = {
         "您反映的{kind}问题（工单号 {id}）治理中心暂未受理，已转回社区民警跟进，民警会联系您。"
     ),
 }
-
-
-_aware = aware  # kept for callers of the old private helper (gateway/routes/tickets.py)
 
 
 class TicketStatusConflict(CaseError):
