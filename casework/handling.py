@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from casework import audit as audit_trail
 from casework import outbox
 from casework.accounts import DESKS
+from casework.audit import record as audit
 from casework.cases import CATEGORIES, CaseError, open_ticket
 from casework.conversations import conversation_for
 from casework.models import Case, CaseNote, Conversation, Ticket, User, utcnow
@@ -53,18 +53,6 @@ def officer_name(user: User | None) -> str:
     if user is None:
         return "系统"
     return user.display_name or user.username
-
-
-def audit(
-    session: Session,
-    actor: User | None,
-    action: str,
-    target_type: str,
-    target_id: int | None,
-    **detail: Any,
-) -> None:
-    """Kept for existing callers; `casework.audit.record` is the one writer."""
-    audit_trail.record(session, actor, action, target_type, target_id, **detail)
 
 
 # ------------------------------------------------------------------ who sees what

@@ -34,7 +34,8 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from casework.handling import audit, officer_name
+from casework.audit import record as audit
+from casework.handling import officer_name
 from casework.models import User, utcnow
 from casework.nlu_inbox import NluAnnotation, check_role
 from casework.settings import REPO_ROOT

@@ -43,8 +43,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from casework.audit import record as audit
 from casework.clock import aware
-from casework.handling import audit
 from casework.models import Base, Case, Conversation, Message, User, utcnow
 from casework.privacy import mask_pii
 from casework.schemas import AnnotationPublic, InboxItemPublic, InboxPage, IntentsPublic

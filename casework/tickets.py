@@ -23,10 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from casework import outbox
+from casework.audit import record as audit
 from casework.cases import OPEN_TICKET_STATES, CaseError, open_case
 from casework.clock import aware
 from casework.conversations import conversation_for
-from casework.handling import audit
 from casework.models import Ticket, utcnow
 from casework.privacy import mask_pii
 
