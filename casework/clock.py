@@ -8,6 +8,7 @@ day buckets of the metrics are Beijing time (Asia/Shanghai, no daylight saving).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import overload
 from zoneinfo import ZoneInfo
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -15,6 +16,18 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@overload
+def aware(value: datetime) -> datetime: ...
+
+
+@overload
+def aware(value: None) -> None: ...
+
+
+@overload
+def aware(value: datetime | None) -> datetime | None: ...
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -26,9 +39,7 @@ def aware(value: datetime | None) -> datetime | None:
 
 def beijing(value: datetime) -> datetime:
     """`value` in Beijing time (naive values are taken as UTC)."""
-    result = aware(value)
-    assert result is not None
-    return result.astimezone(BEIJING)
+    return aware(value).astimezone(BEIJING)
 
 
 def beijing_now() -> datetime:

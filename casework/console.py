@@ -10,7 +10,6 @@ transcript — is audited (`read_conversation` / `read_case`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,13 +44,6 @@ def _person(session: Session, user_id: int | None) -> PersonRef | None:
     return PersonRef(id=user.id, name=handling.officer_name(user)) if user else None
 
 
-def _at(value: datetime | None) -> datetime:
-    """A timestamp column with a default (never None once flushed), with its zone."""
-    result = aware(value)
-    assert result is not None
-    return result
-
-
 def case_public(session: Session, case: Case) -> CasePublic:
     due = aware(case.due_at)
     waiting = case.first_reply_at is None and case.status != "closed"
@@ -69,7 +61,7 @@ def case_public(session: Session, case: Case) -> CasePublic:
         community=case.community,
         assigned_to=_person(session, case.assigned_to_id),
         claimed_by=_person(session, case.claimed_by_id),
-        created_at=_at(case.created_at),
+        created_at=aware(case.created_at),
         due_at=due,
         first_reply_at=aware(case.first_reply_at),
         closed_at=aware(case.closed_at),
@@ -96,7 +88,7 @@ def ticket_public(ticket: Ticket) -> TicketPublic:
         linked_to_id=ticket.linked_to_id,
         sent_at=aware(ticket.sent_at),
         status_note=ticket.status_note,
-        created_at=_at(ticket.created_at),
+        created_at=aware(ticket.created_at),
         due_at=aware(ticket.due_at),
         resolved_at=aware(ticket.resolved_at),
         overdue=tickets.is_overdue(ticket),
@@ -116,7 +108,7 @@ def message_public(message: Message) -> MessagePublic:
         confidence=message.confidence,
         sender=message.sender,
         delivery=message.delivery,
-        created_at=_at(message.created_at),
+        created_at=aware(message.created_at),
     )
 
 
@@ -128,8 +120,8 @@ def conversation_public(conversation: Conversation) -> ConversationPublic:
         location_label=conversation.location_label,
         location_lat=conversation.location_lat,
         location_lng=conversation.location_lng,
-        created_at=_at(conversation.created_at),
-        updated_at=_at(conversation.updated_at),
+        created_at=aware(conversation.created_at),
+        updated_at=aware(conversation.updated_at),
     )
 
 
@@ -138,7 +130,7 @@ def note_public(session: Session, note: CaseNote) -> NotePublic:
         id=note.id,
         author=handling.officer_name(session.get(User, note.author_id)),
         text=note.text,
-        created_at=_at(note.created_at),
+        created_at=aware(note.created_at),
     )
 
 
@@ -240,7 +232,7 @@ def _case_detail(session: Session, user: User, case: Case, client_ip: str | None
                 category_label=CATEGORY_LABELS.get(c.category, c.category),
                 status=c.status,
                 summary=c.summary,
-                created_at=_at(c.created_at),
+                created_at=aware(c.created_at),
             )
             for c in session.execute(history_query).scalars()
         ],

@@ -37,9 +37,7 @@ CSV_HEADER = ("板块 section", "对象 key", "指标 metric", "数值 value")
 
 
 def _utc(value: datetime) -> datetime:
-    result = aware(value)
-    assert result is not None
-    return result.astimezone(timezone.utc)
+    return aware(value).astimezone(timezone.utc)
 
 
 def _opt_utc(value: datetime | None) -> datetime | None:
