@@ -391,16 +391,21 @@
     return;
   }
   const refresh = JMT.debounce(load, 250);
-  JMT.live({
-    case: (data) => data.id === caseId && refresh(),
-    message: (data) => data.case_id === caseId && refresh(),
-  });
+  let ready = false; // the vocabulary and the first load are in
+  JMT.live(
+    {
+      case: (data) => data.id === caseId && refresh(),
+      message: (data) => data.case_id === caseId && refresh(),
+    },
+    () => ready && refresh(),
+  );
   setInterval(tick, 1000);
   // The vocabulary first: the selects and every label on the page come from it.
   Promise.all([JMT.me().then((user) => (myId = user.id)), JMT.vocabulary()])
     .then(([, vocab]) => {
       detailOrder = vocab.details;
       fillSelects(vocab);
+      ready = true;
       load();
     })
     .catch((e) => {

@@ -350,7 +350,12 @@ const JMT = (() => {
    * single-use stream ticket with the bearer token (POST /api/events/ticket), so the
    * token never appears in a URL; a 401 there sends the user to the login page.
    */
-  function live(handlers) {
+  /**
+   * `resync` (optional) runs each time the stream (re)connects: the stream starts from
+   * "now", so whatever changed between the page's own load and the connection — or while
+   * it was down — would otherwise be missed.
+   */
+  function live(handlers, resync) {
     const indicator = $("live");
     let source = null;
     let retry = null;
@@ -379,7 +384,10 @@ const JMT = (() => {
         return;
       }
       source = new EventSource("/api/events?ticket=" + encodeURIComponent(ticket));
-      source.onopen = () => state(true, "实时");
+      source.onopen = () => {
+        state(true, "实时");
+        if (resync) resync();
+      };
       source.onerror = () => {
         // The browser would retry with the same ticket, which is already used: close
         // and reconnect with a new one instead.

@@ -144,7 +144,7 @@
   }
 
   const refresh = JMT.debounce(load, 250);
-  JMT.live({ case: refresh, message: refresh });
+  JMT.live({ case: refresh, message: refresh }, refresh);
   setInterval(tick, 1000);
   setInterval(load, 60000); // a safety net should an event be missed
   load();
