@@ -273,7 +273,7 @@ def world(database_url, monkeypatch, tmp_path) -> Iterator[World]:
     monkeypatch.setattr(nlu_export, "NLU_DATA", target)
     settings = gateway_settings(database_url, monkeypatch)
     app = create_app(
-        settings, start_outbox=False, rasa=StandInRasa(), passive_budget=1.0, probe_actions=False
+        settings, start_outbox=False, rasa=StandInRasa(), probe_actions=False
     )
     with TestClient(app, follow_redirects=False) as client:
         ids = _make_records()

@@ -93,7 +93,7 @@ def gateway_app(database_url, monkeypatch, rasa):
             monkeypatch.setenv("WECHAT_MODE", mode)
         settings = gateway_settings(database_url, monkeypatch, aes=aes)
         app = create_app(
-            settings, start_outbox=False, rasa=rasa, passive_budget=1.0, probe_actions=False
+            settings, start_outbox=False, rasa=rasa, probe_actions=False
         )
         client = TestClient(app)
         client.__enter__()
