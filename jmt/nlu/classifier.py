@@ -9,9 +9,15 @@ a message that is close to no trained label gets a low top probability, and
 FallbackClassifier turns that into `nlu_fallback`.
 
 Writes Rasa's `intent` and `intent_ranking` by intent (`faq`, not `faq/<topic>`: the
-dialogue and the ResponseSelector work on intents); an intent's confidence is its best
-fine label's probability, so a question spread thin over many FAQ topics is not
-confidently an FAQ. The model is stored as plain arrays (no pickle).
+dialogue works on intents); an intent's confidence is its best fine label's probability,
+so a question spread thin over many FAQ topics is not confidently an FAQ.
+
+It also answers "which topic" for retrieval intents (`faq/<topic>`), in the
+`response_selector` output Rasa's ResponseSelector would write (its `utter_faq/<topic>`
+is what the retrieval action `utter_faq` utters), so the pipeline needs no second,
+TensorFlow-trained model for the FAQ topic: measured in bench/nlu_pipelines.py, the topic
+chosen here is right as often as the ResponseSelector's, and dropping it saves a minute of
+training and its memory. The model is stored as plain arrays and JSON (no pickle).
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers import LABEL_RANKING_LENGTH
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.nlu.constants import INTENT, INTENT_RESPONSE_KEY, TEXT
+from rasa.nlu.constants import (
+    RESPONSE_SELECTOR_PREDICTION_KEY,
+    RESPONSE_SELECTOR_PROPERTY_NAME,
+    RESPONSE_SELECTOR_RANKING_KEY,
+    RESPONSE_SELECTOR_RESPONSES_KEY,
+    RESPONSE_SELECTOR_RETRIEVAL_INTENTS,
+    RESPONSE_SELECTOR_UTTER_ACTION_KEY,
+)
+from rasa.shared.nlu.constants import INTENT, INTENT_RESPONSE_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from scipy import sparse
@@ -39,6 +53,11 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "linear.npz"
 VOCABULARY_FILE = "vocabulary.json"
+
+
+def _utter_action(intent_response_key: str) -> str:
+    """`faq/passport` → `utter_faq/passport`, the response the retrieval action utters."""
+    return f"utter_{intent_response_key}"
 
 
 def _tfidf(ngram_max: int, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
@@ -74,6 +93,7 @@ class SentenceIntentClassifier(GraphComponent, IntentClassifier):
         coef: np.ndarray | None = None,
         intercept: np.ndarray | None = None,
         tfidf: TfidfVectorizer | None = None,
+        responses: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self._config = config
         self._model_storage = model_storage
@@ -82,6 +102,7 @@ class SentenceIntentClassifier(GraphComponent, IntentClassifier):
         self._coef = coef
         self._intercept = intercept
         self._tfidf = tfidf
+        self.responses = responses or {}  # utter_<intent>/<key> → the domain's responses
 
     @classmethod
     def create(
@@ -126,6 +147,10 @@ class SentenceIntentClassifier(GraphComponent, IntentClassifier):
         model.fit(self._matrix(examples, dense), labels)  # type: ignore[arg-type]
         self.labels = [str(label) for label in model.classes_]
         self._coef, self._intercept = model.coef_, model.intercept_
+        self.responses = {
+            utter: list(training_data.responses.get(utter, []))
+            for utter in (_utter_action(label) for label in self.labels if "/" in label)
+        }
         self.persist()
         return self._resource
 
@@ -140,7 +165,10 @@ class SentenceIntentClassifier(GraphComponent, IntentClassifier):
             )
             vocabulary = {term: int(i) for term, i in self._tfidf.vocabulary_.items()}
             (directory / VOCABULARY_FILE).write_text(
-                json.dumps({"labels": self.labels, "vocabulary": vocabulary}, ensure_ascii=False),
+                json.dumps(
+                    {"labels": self.labels, "vocabulary": vocabulary, "responses": self.responses},
+                    ensure_ascii=False,
+                ),
                 encoding="utf-8",
             )
 
@@ -170,6 +198,7 @@ class SentenceIntentClassifier(GraphComponent, IntentClassifier):
             coef=arrays["coef"],
             intercept=arrays["intercept"],
             tfidf=tfidf,
+            responses=stored.get("responses", {}),
         )
 
     # --- inference ---
@@ -201,7 +230,42 @@ class SentenceIntentClassifier(GraphComponent, IntentClassifier):
             intent = ranking[0] if ranking else {"name": None, "confidence": 0.0}
             message.set("intent", intent, add_to_output=True)
             message.set("intent_ranking", ranking, add_to_output=True)
+            if row is not None and self.retrieval_intents:
+                message.set(
+                    RESPONSE_SELECTOR_PROPERTY_NAME, self._selection(row), add_to_output=True
+                )
         return messages
+
+    @property
+    def retrieval_intents(self) -> list[str]:
+        return sorted({label.split("/", 1)[0] for label in self.labels if "/" in label})
+
+    def _selection(self, probabilities: np.ndarray) -> dict[str, Any]:
+        """What Rasa's ResponseSelector writes: per retrieval intent, the best response
+        key with its probability given that intent, and a ranking."""
+        selection: dict[str, Any] = {RESPONSE_SELECTOR_RETRIEVAL_INTENTS: self.retrieval_intents}
+        for retrieval_intent in self.retrieval_intents:
+            keyed = [
+                (label, float(p))
+                for label, p in zip(self.labels, probabilities, strict=True)
+                if label.startswith(f"{retrieval_intent}/")
+            ]
+            total = sum(p for _, p in keyed) or 1.0
+            ranked = sorted(keyed, key=lambda item: -item[1])[:LABEL_RANKING_LENGTH]
+            best, p_best = ranked[0]
+            selection[retrieval_intent] = {
+                RESPONSE_SELECTOR_PREDICTION_KEY: {
+                    RESPONSE_SELECTOR_RESPONSES_KEY: self.responses.get(_utter_action(best), []),
+                    PREDICTED_CONFIDENCE_KEY: p_best / total,
+                    INTENT_RESPONSE_KEY: best,
+                    RESPONSE_SELECTOR_UTTER_ACTION_KEY: _utter_action(best),
+                },
+                RESPONSE_SELECTOR_RANKING_KEY: [
+                    {"id": i, PREDICTED_CONFIDENCE_KEY: p / total, INTENT_RESPONSE_KEY: label}
+                    for i, (label, p) in enumerate(ranked)
+                ],
+            }
+        return selection
 
     def _ranking(self, probabilities: np.ndarray) -> list[dict[str, Any]]:
         best: dict[str, float] = {}

@@ -146,6 +146,40 @@ def test_the_classifier_trains_persists_and_loads_through_model_storage(storage,
     assert all(0.0 <= r["confidence"] <= 1.0 for r in ranking)
 
 
+PASSPORT_ANSWER = [{"text": "办理护照请带身份证到出入境窗口。"}]
+
+
+def test_the_classifier_selects_the_faq_answer_as_the_response_selector_would(storage, context):
+    """No ResponseSelector in the pipeline: the retrieval action `utter_faq` reads the
+    topic this classifier writes, and the answer survives persisting and loading."""
+    features = featurizer(storage, context)
+    training = TrainingData(messages(), responses={"utter_faq/passport": PASSPORT_ANSWER})
+    features.process_training_data(training)
+    resource = Resource("selector")
+    SentenceIntentClassifier.create(CLASSIFIER_CONFIG, storage, resource, context).train(training)
+    loaded = SentenceIntentClassifier.load(CLASSIFIER_CONFIG, storage, resource, context)
+
+    faq, fraud = Message(data={TEXT: "护照怎么办理"}), Message(data={TEXT: "我被骗了两万"})
+    features.process([faq, fraud])
+    loaded.process([faq, fraud])
+    selection = faq.get("response_selector")
+    assert selection["all_retrieval_intents"] == ["faq"]
+    answer = selection["faq"]["response"]
+    assert answer["intent_response_key"] == "faq/passport"
+    assert answer["utter_action"] == "utter_faq/passport"
+    assert answer["responses"] == PASSPORT_ANSWER
+    ranking = selection["faq"]["ranking"]
+    assert ranking[0]["intent_response_key"] == "faq/passport"
+    assert ranking[0]["confidence"] == answer["confidence"]
+    assert [r["intent_response_key"] for r in ranking] == ["faq/passport", "faq/id_card_reissue"]
+    assert sum(r["confidence"] for r in ranking) == pytest.approx(1.0)  # given it is an FAQ
+    # Every message gets a selection (as with Rasa's ResponseSelector); the dialogue only
+    # uses it when the intent is `faq`.
+    assert fraud.get("response_selector")["faq"]["response"]["utter_action"].startswith(
+        "utter_faq/"
+    )
+
+
 def test_an_untrained_classifier_predicts_no_intent(storage, context):
     untrained = SentenceIntentClassifier.load(
         CLASSIFIER_CONFIG, storage, Resource("never-trained"), context
