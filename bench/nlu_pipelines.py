@@ -7,6 +7,7 @@ recall, and the share of out_of_scope messages that would get an FAQ answer — 
 out-of-scope threshold calibrated on the held-out set only.
 
     .venv/bin/python bench/nlu_pipelines.py
+    .venv/bin/python bench/nlu_pipelines.py --chosen   # only the design in use
     .venv/bin/python bench/nlu_pipelines.py RESULTS_DIR...   # score `rasa test nlu` output
 
 This explores designs before any Rasa training; the Rasa pipelines themselves are
@@ -134,6 +135,31 @@ def topic_accuracy(model, features, sets) -> None:
         print(f"FAQ topic accuracy on {name}: {right}/{len(faq)} = {right / len(faq):.3f}")
 
 
+def inbox_calibration(model, features, sets) -> None:
+    """Where the trainers' inbox draws its low-confidence line (casework/nlu_inbox.py):
+    for each threshold, the share of messages under it (the inbox's volume from this
+    reason) and the share of the model's triage mistakes it catches. Held-out decides."""
+    print("\ntrainers' inbox: low-confidence line (heldout decides; blind only shown)")
+    print(
+        f"{'line':>5s} | heldout inbox share  mistakes caught | blind inbox share  mistakes caught"
+    )
+    confidences, wrong = {}, {}
+    for name, rows in sets.items():
+        probabilities = model.predict_proba(features(name))
+        confidences[name] = probabilities.max(axis=1)
+        predicted = [str(model.classes_[k]) for k in probabilities.argmax(axis=1)]
+        wrong[name] = np.array(
+            [category_of(p) != category_of(i) for p, (_, i) in zip(predicted, rows, strict=True)]
+        )
+    for line in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        cells = []
+        for name in sets:
+            under = confidences[name] < line
+            caught = (under & wrong[name]).sum() / max(wrong[name].sum(), 1)
+            cells.append(f"{under.mean():17.3f} {caught:16.3f}")
+        print(f"{line:5.2f} | {cells[0]} | {cells[1]}")
+
+
 def score_rasa_results(folder: Path) -> None:
     """The same figures from `rasa test nlu --successes --out FOLDER` of a real pipeline."""
     from jmt.evaluate import load_predictions
@@ -150,8 +176,9 @@ def score_rasa_results(folder: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1:  # folders of `rasa test nlu` results to score
-        for folder in sys.argv[1:]:
+    folders = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if folders:  # folders of `rasa test nlu` results to score
+        for folder in folders:
             score_rasa_results(Path(folder))
         return
     train = examples(paths.NLU_DATA / "intents") + examples(paths.NLU_DATA / "faq")
@@ -200,6 +227,8 @@ def main() -> None:
             lambda p: tf[p],
         ),
     }
+    if "--chosen" in sys.argv:  # only the design in use (a minute instead of several)
+        configs = {CHOSEN: configs[CHOSEN]}
     print(
         f"{'config':48s} {'thr':>5s} | {'heldout F1 em  fr  oos→faq':28s} "
         "| blind F1 em  fr  oos→faq | fit s"
@@ -238,6 +267,7 @@ def main() -> None:
             chosen = (model, features)
     calibration_table(*chosen, sets)
     topic_accuracy(*chosen, sets)
+    inbox_calibration(*chosen, sets)
 
 
 if __name__ == "__main__":
