@@ -28,10 +28,6 @@ from jmt import paths
 logger = logging.getLogger(__name__)
 
 
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
 def _port(name: str, default: int) -> int:
     return int(_env(name) or default)
 
@@ -54,6 +50,11 @@ def action_server(port: int, *, host: str = "127.0.0.1") -> list[str]:
     return [sys.executable, "-m", "jmt.actions_server", "--host", host, "--port", str(port)]
 
 
+def rasa_command() -> list[str]:
+    """`rasa` without JAX in memory (jmt/rasa_process.py: ~105 MB less per process)."""
+    return [sys.executable, "-m", "jmt.rasa_process"]
+
+
 def served_model() -> Path:
     """The promoted model (bot/models/LIVE, see `jmt model promote`), else the newest."""
     live = paths.MODELS / "LIVE"
@@ -74,7 +75,7 @@ def rasa_server(
     command line. Its REST channel is not covered by the token: loopback keeps it local.
     The child needs ACTIONS_TOKEN in its environment (bot/endpoints*.yml)."""
     return [
-        _bin("rasa"),
+        *rasa_command(),
         "run",
         "--enable-api",
         "--model",
@@ -195,7 +196,7 @@ def main() -> None:
         if args.shell:
             # `rasa shell` serves an HTTP API too: closed like `rasa run`'s.
             shell = [
-                _bin("rasa"),
+                *rasa_command(),
                 "shell",
                 "--model",
                 str(served_model()),
