@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from casework import db, posture
+from casework import db, logconfig, posture
 from casework.settings import (
     Settings,
     SettingsError,
@@ -89,6 +89,8 @@ def rasa_server(
         str(port),
         "--auth-token",
         token,
+        "--logging-config-file",  # the project's log format, scrubbed (casework/logconfig.py)
+        str(paths.BOT / "logging.yml"),
     ]
 
 
@@ -155,7 +157,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shell", action="store_true", help="chat in the terminal")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="[jmt] %(message)s")
+    try:
+        logconfig.configure()  # LOG_LEVEL; the same format as every child
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     settings = get_settings()
     _refuse_development_defaults(settings, database=False)
     if settings.development:
