@@ -14,7 +14,7 @@ so lines logged from `asyncio.to_thread` and from tasks the request starts carry
 sends it to Rasa as `metadata["request_id"]`, and the action server sets it from the
 tracker's latest message — one grep follows a message across the processes.
 
-Every line goes through `logsafe.ScrubRecord` (secrets in URLs, phone/ID/bank numbers).
+Every line is scrubbed by `logsafe.scrub` (secrets in URLs, phone/ID/bank numbers).
 `LOG_LEVEL` (default INFO) sets the level; Rasa reads the same variable for its loggers.
 """
 
@@ -45,6 +45,10 @@ SERVER_LOGGERS = (
     "sanic.access",
 )
 
+# Chatty at INFO (httpx: a line per outgoing call, probes included; alembic: a line per
+# plugin at every start): WARNING unless LOG_LEVEL=DEBUG.
+CHATTY = ("httpx", "alembic.runtime.plugins")
+
 
 def request_id_from(header: str | None) -> str:
     """The caller's id when it is well-formed, else a new one (never a caller's garbage)."""
@@ -63,11 +67,17 @@ class RequestIdFilter(logging.Filter):
 
 
 class Formatter(logging.Formatter):
-    """`FORMAT`, with tracebacks scrubbed like messages (an exception may quote a URL or a
-    resident's words)."""
+    """`FORMAT`, the message and any traceback scrubbed (`logsafe.scrub`): whoever logged
+    it — our code, uvicorn, Rasa, rasa-sdk, a library's debug line quoting a resident's
+    words — no secret and no personal number is printed. The record itself is left as it
+    was for any other handler."""
 
     def __init__(self) -> None:
         super().__init__(FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 — logging's name
+        record.message = logsafe.scrub(record.message)  # set by format() just before
+        return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 — logging's name
         return logsafe.scrub(super().formatException(ei))
@@ -88,7 +98,6 @@ class ConsoleHandler(logging.Handler):
         super().__init__(level)
         self.setFormatter(Formatter())
         self.addFilter(RequestIdFilter())
-        self.addFilter(logsafe.ScrubRecord())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -134,9 +143,14 @@ def configure(level: str | None = None) -> None:
     root.setLevel(level)
     for name in SERVER_LOGGERS:
         server = logging.getLogger(name)
+        for own in [h for h in server.handlers if isinstance(h, logging.StreamHandler)]:
+            server.removeHandler(own)  # the server's console handlers, in its own format
         # uvicorn.error propagates into uvicorn (uvicorn's own layout): no handler of its own.
-        server.handlers = [] if name == "uvicorn.error" else [handler]
         server.propagate = name == "uvicorn.error"
+        if not server.propagate and handler not in server.handlers:
+            server.addHandler(handler)
         if name.startswith("uvicorn"):  # sanic's levels stay as rasa-sdk sets them
             server.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")
     logsafe.install()

@@ -1,9 +1,9 @@
 """Keep secrets out of logs: query-string values that grant access are written as ***.
 
 One filter for every process that logs URLs: the gateway installs it at start, and the
-Rasa client (used by the gateway, `jmt model` and the benchmarks) on import. A second,
-for handlers (`ScrubRecord`, installed by casework.logconfig in every process), scrubs the
-rendered message: secrets in URLs again, and phone, ID-card and bank-card numbers.
+Rasa client (used by the gateway, `jmt model` and the benchmarks) on import. `scrub`
+is applied by casework.logconfig's formatter to every rendered line of every process:
+secrets in URLs again, and phone, ID-card and bank-card numbers.
 
 uvicorn's access log writes every request's path with its query string, and httpx logs
 every outgoing URL. Some of those carry credentials: a console stream ticket, WeChat's
@@ -100,15 +100,3 @@ def scrub(text: str) -> str:
     """A rendered log message with sensitive query values hidden and phone, ID-card and
     bank-card numbers masked (`casework.privacy.mask_pii`)."""
     return mask_pii(redact_text(text))
-
-
-class ScrubRecord(logging.Filter):
-    """For handlers: renders the record's message once, scrubbed, so whatever logged it
-    (our code, uvicorn, Rasa, rasa-sdk, a library's debug line quoting a resident's words)
-    prints no secret and no personal number. Never drops a record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "jmt_scrubbed", False):
-            record.msg, record.args = scrub(record.getMessage()), None
-            record.jmt_scrubbed = True
-        return True

@@ -35,7 +35,7 @@ from sanic.request import Request
 
 from casework import logconfig
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("jmt.actions_server")  # its name also when run with -m
 
 OPEN_PATHS = frozenset({"/health"})  # the gateway's liveness probe; says nothing else
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

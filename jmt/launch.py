@@ -26,6 +26,7 @@ from casework.settings import (
 from jmt import paths
 
 logger = logging.getLogger(__name__)
+LOG_CONFIG = paths.BOT / "logging.yml"  # Rasa's and uvicorn's: casework/logconfig.py's format
 
 
 def _bin(name: str) -> str:
@@ -90,11 +91,13 @@ def rasa_server(
         "--auth-token",
         token,
         "--logging-config-file",  # the project's log format, scrubbed (casework/logconfig.py)
-        str(paths.BOT / "logging.yml"),
+        str(LOG_CONFIG),
     ]
 
 
 def gateway(port: int, *, host: str = "127.0.0.1") -> list[str]:
+    """uvicorn with the project's log format from its first line (its supervisor process
+    with several workers never imports the app, so the app factory cannot configure it)."""
     return [
         sys.executable,
         "-m",
@@ -104,6 +107,8 @@ def gateway(port: int, *, host: str = "127.0.0.1") -> list[str]:
         host,
         "--port",
         str(port),
+        "--log-config",
+        str(LOG_CONFIG),
     ]
 
 
