@@ -97,6 +97,7 @@ def create_app(
             dispatcher.start()
         yield
         await dispatcher.stop()
+        await health.close(app)
         await app.state.inbound.drain()
         if worker is not None:
             await worker.stop()
