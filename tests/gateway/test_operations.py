@@ -27,6 +27,7 @@ from casework import db, logconfig
 from casework.cases import open_case, open_ticket
 from casework.conversations import conversation_for
 from casework.outbox import enqueue
+from casework.settings import Settings
 from gateway.app import create_app
 from gateway.routes import health
 from jmt import paths
@@ -80,8 +81,6 @@ def _gateway(database_url, monkeypatch, rasa, **env: str) -> TestClient:
     gateway_settings(database_url, monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    from casework.settings import Settings
-
     app = create_app(Settings.from_env(), start_outbox=False, rasa=rasa, probe_actions=False)
     return TestClient(app)
 
