@@ -26,14 +26,17 @@ class StandInRasa:
     """Stands in for Rasa's REST channel: scripted answers, delays and outages."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict]] = []
+        self.calls: list[tuple[str, str, dict]] = []  # the message's metadata, without ...
+        self.request_ids: list[str | None] = []  # ... the request id each call carried
         self.answers: dict[str, list[str]] = {}
         self.delay = 0.0
         self.down = False
         self.resumed: list[str] = []
 
     async def send(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
-        self.calls.append((sender, text, metadata or {}))
+        metadata = dict(metadata or {})
+        self.request_ids.append(metadata.pop("request_id", None))
+        self.calls.append((sender, text, metadata))
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.down:
