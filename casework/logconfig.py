@@ -2,10 +2,11 @@
 
     2026-11-30 02:51:07,412 INFO gateway.service [3f9c0a1e52b04d7e] in  o-abc text: 138****5678
 
-Used by the gateway (`configure()` in the app factory, which uvicorn calls after applying
-its own logging configuration — in each worker — so uvicorn's error and access loggers
-are routed to the same handler), the action
-server (jmt/actions_server.py), the launcher (jmt/launch.py) and Rasa (`rasa run
+Used by every process: the gateway (`configure()` in the app factory, which runs in each
+uvicorn worker after uvicorn applied its own configuration, so uvicorn's error and access
+loggers are routed to the same handler; the launcher also passes `--log-config
+bot/logging.yml`, for uvicorn's supervisor process that never imports the app), the
+action server (jmt/actions_server.py), the launcher (jmt/launch.py) and Rasa (`rasa run
 --logging-config-file bot/logging.yml`, whose handler comes from `console_handler`).
 
 The request id: the gateway takes a well-formed `X-Request-ID` header or makes one for
