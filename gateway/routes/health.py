@@ -60,12 +60,22 @@ async def _action_server(request: Request, url: str) -> str:
     return "ok" if answer.status_code == 200 else f"down: HTTP {answer.status_code}"
 
 
+def _database(request: Request, url: str) -> Awaitable[str]:
+    """The database check runs in a thread, which a timeout cannot stop: while one is still
+    stuck (a black-holed database host), later probes wait on it instead of starting
+    another — probes every few seconds must not fill the thread pool the message path
+    needs (`asyncio.to_thread`)."""
+    pending = getattr(request.app.state, "health_database", None)
+    if pending is None or pending.done():
+        pending = asyncio.ensure_future(asyncio.to_thread(health.database_state, url))
+        request.app.state.health_database = pending
+    return asyncio.shield(pending)
+
+
 async def check(request: Request) -> HealthPublic:
     settings = request.app.state.settings
-    # A thread the timeout gives up on finishes on its own (the database driver's own
-    # timeouts end it); the probe has answered by then.
     database, rasa, actions = await asyncio.gather(
-        _bounded(asyncio.to_thread(health.database_state, settings.database_url)),
+        _bounded(_database(request, settings.database_url)),
         _bounded(_rasa(request)),
         _bounded(_action_server(request, settings.action_server_url)),
     )

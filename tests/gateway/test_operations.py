@@ -226,6 +226,34 @@ def test_a_hanging_dependency_is_reported_not_waited_for(ready, actions, monkeyp
     assert answer.json()["database"] == answer.json()["rasa"] == "ok"
 
 
+def test_a_stuck_database_check_is_not_started_again_by_every_probe(ready, monkeypatch):
+    """A SIMULATED database check that hangs (as on a black-holed host): probes keep
+    answering 503 within the bound, and only one thread is ever stuck on it."""
+    monkeypatch.setattr(health, "CHECK_TIMEOUT", 0.2)
+    release, started = threading.Event(), []
+
+    def stuck(url: str | None) -> str:
+        started.append(url)
+        release.wait(30)
+        return "ok"
+
+    monkeypatch.setattr(health.health, "database_state", stuck)
+    try:
+        for _ in range(3):
+            answer = ready.get("/readyz")
+            assert answer.status_code == 503
+            assert answer.json()["database"] == "down: no answer within 0.2 s"
+        assert len(started) == 1
+    finally:
+        release.set()
+    deadline = time.monotonic() + 10
+    while ready.get("/readyz").status_code != 200:  # the stuck check finished
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert ready.get("/readyz").status_code == 200
+    assert len(started) >= 2  # once it is done, probes check afresh
+
+
 # ------------------------------------------------------------------ /metrics
 
 
