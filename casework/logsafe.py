@@ -1,7 +1,9 @@
 """Keep secrets out of logs: query-string values that grant access are written as ***.
 
 One filter for every process that logs URLs: the gateway installs it at start, and the
-Rasa client (used by the gateway, `jmt model` and the benchmarks) on import.
+Rasa client (used by the gateway, `jmt model` and the benchmarks) on import. `scrub`
+is applied by casework.logconfig's formatter to every rendered line of every process:
+secrets in URLs again, and phone, ID-card and bank-card numbers.
 
 uvicorn's access log writes every request's path with its query string, and httpx logs
 every outgoing URL. Some of those carry credentials: a console stream ticket, WeChat's
@@ -22,6 +24,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import httpx
+
+from casework.privacy import mask_pii
 
 SENSITIVE = frozenset(
     {
@@ -90,3 +94,9 @@ def install() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactSecrets) for f in logger.filters):
             logger.addFilter(RedactSecrets())
+
+
+def scrub(text: str) -> str:
+    """A rendered log message with sensitive query values hidden and phone, ID-card and
+    bank-card numbers masked (`casework.privacy.mask_pii`)."""
+    return mask_pii(redact_text(text))

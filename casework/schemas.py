@@ -273,3 +273,19 @@ class ExportPublic(BaseModel):
     heldout: list[dict[str, Any]]
     files: list[str]
     count: int
+
+
+# ------------------------------------------------------------------ operations
+
+
+class BacklogPublic(BaseModel):
+    """Work waiting, for the operators' /metrics gauges (counts only, nobody's data)."""
+
+    outbox: dict[str, int] = Field(description="customer-service messages not yet sent, by status")
+    tickets: dict[str, int] = Field(
+        description="governance tickets still open or failed, by status"
+    )
+    open_cases: dict[str, int] = Field(description="cases not closed, by priority")
+    notifications: dict[str, int] = Field(
+        description="DingTalk notifications of cases not yet sent, by status (pending, failed)"
+    )

@@ -68,6 +68,7 @@ DEVELOPMENT_DEFAULTS = frozenset(
     }
 )
 WECHAT_MODES = ("plain", "compat", "safe")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(RuntimeError):
@@ -102,6 +103,9 @@ class Settings:
     actions_token: str | None = None  # shared secret Rasa sends the action server
     wechat_mode: str = "plain"  # plain | compat | safe (WeChat's 消息加解密方式)
     retention_days: int = 180  # residents' words and closed cases are anonymised after this
+    # ---- operations (issue 10)
+    log_level: str = "INFO"  # LOG_LEVEL, every process (casework/logconfig.py)
+    metrics_token: str | None = None  # bearer token of GET /metrics; required in production
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -157,6 +161,8 @@ class Settings:
             .strip()
             .lower(),
             retention_days=int(_env("RETENTION_DAYS") or 180),
+            log_level=(_env("LOG_LEVEL") or "INFO").strip().upper(),
+            metrics_token=_env("METRICS_TOKEN") or None,
         )
 
     @property
@@ -190,6 +196,10 @@ class Settings:
         if self.wechat_mode not in WECHAT_MODES:
             found.append(
                 f"WECHAT_MODE={self.wechat_mode!r} is unknown: use one of {', '.join(WECHAT_MODES)}"
+            )
+        if self.log_level not in LOG_LEVELS:
+            found.append(
+                f"LOG_LEVEL={self.log_level!r} is unknown: use one of {', '.join(LOG_LEVELS)}"
             )
         if self.development:
             return found
@@ -225,6 +235,11 @@ class Settings:
             found.append("RASA_TOKEN is missing: set a random token (openssl rand -hex 32)")
         if not self.actions_token:
             found.append("ACTIONS_TOKEN is missing: set a random token (openssl rand -hex 32)")
+        if not self.metrics_token:
+            found.append(
+                "METRICS_TOKEN is missing: GET /metrics needs a bearer token in production "
+                "(openssl rand -hex 32; give it to Prometheus as its bearer token)"
+            )
         if self.governance_webhook_url and not self.governance_secret:
             found.append(
                 "GOVERNANCE_WEBHOOK_URL is set without GOVERNANCE_SECRET: set the secret "
@@ -269,6 +284,7 @@ class Settings:
             ("GOVERNANCE_CALLBACK_SECRET", self.governance_callback_secret),
             ("RASA_TOKEN", self.rasa_token),
             ("ACTIONS_TOKEN", self.actions_token),
+            ("METRICS_TOKEN", self.metrics_token),
         ]
 
     def check_for_production(self) -> None:

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from casework import db, logsafe, posture
+from casework import db, logconfig, logsafe, posture
 from casework.settings import Settings, get_settings
-from gateway import protocol
+from gateway import observability, protocol
 from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
@@ -23,6 +23,7 @@ from gateway.routes import (
     health,
     metrics,
     nlu,
+    prometheus,
     tickets,
     vocabulary,
     webhooks,
@@ -49,6 +50,9 @@ def create_app(
     passive-reply budget; production uses the environment."""
     settings = settings or get_settings()
     settings.check_for_production()
+    # One format with request ids for our lines and uvicorn's (it applied its own config
+    # before importing the app, in each worker), scrubbed; LOG_LEVEL.
+    logconfig.configure(settings.log_level)
     logsafe.install()  # before uvicorn logs the first request: no tokens in access logs
 
     @asynccontextmanager
@@ -93,6 +97,7 @@ def create_app(
             dispatcher.start()
         yield
         await dispatcher.stop()
+        await health.close(app)
         await app.state.inbound.drain()
         if worker is not None:
             await worker.stop()
@@ -120,6 +125,7 @@ def create_app(
         webhooks.router,
         events.router,
         metrics.router,
+        prometheus.router,
         nlu.router,
         vocabulary.router,
         console.router,
@@ -131,6 +137,8 @@ def create_app(
 
         app.include_router(simulator.router)
         app.include_router(partners.router)
+
+    app.add_middleware(observability.RequestContext)  # request id, X-Request-ID, metrics
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -22,6 +22,7 @@ import httpx
 from casework import db, handling, intake
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
+from gateway import observability
 from gateway.messages import Incoming, bot_texts, compose
 from integrations.rasa import ParseResult, RasaClient, RasaUnavailable
 
@@ -233,14 +234,18 @@ class InboundService:
         if not await self.action_server.up():
             # Rasa would answer without its custom actions: intakes would silently stall.
             logger.error("action server down; %s goes to officers", incoming.openid)
+            observability.count_turn(answered=False)
             return [], "action server unavailable"
+        # The request id travels with the message: the actions log it (jmt/actions_server.py).
+        metadata = {**incoming.metadata, "request_id": observability.current_request_id()}
         try:
-            replies = await self.rasa.send(
-                incoming.openid, incoming.bot_text or "", incoming.metadata
-            )
+            async with observability.rasa_call():
+                replies = await self.rasa.send(incoming.openid, incoming.bot_text or "", metadata)
         except RasaUnavailable as error:
             logger.error("Rasa unavailable for %s: %s", incoming.openid, error)
+            observability.count_turn(answered=False)
             return [], str(error)
+        observability.count_turn(answered=True)
         return bot_texts(replies), None
 
     async def _deliver_late(
@@ -263,6 +268,7 @@ class InboundService:
 
     async def _fetch_parse(self, openid: str, message_id: int) -> None:
         parsed = await self.rasa.latest_parse(openid)
+        observability.count_parse(parsed.intent)
         await asyncio.to_thread(self._record_parse, message_id, parsed)
 
     def _keep(self, task: asyncio.Task) -> None:

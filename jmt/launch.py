@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from casework import db, posture
+from casework import db, logconfig, posture
 from casework.settings import (
     Settings,
     SettingsError,
@@ -26,6 +26,7 @@ from casework.settings import (
 from jmt import paths
 
 logger = logging.getLogger(__name__)
+LOG_CONFIG = paths.BOT / "logging.yml"  # Rasa's and uvicorn's: casework/logconfig.py's format
 
 
 def _port(name: str, default: int) -> int:
@@ -90,10 +91,14 @@ def rasa_server(
         str(port),
         "--auth-token",
         token,
+        "--logging-config-file",  # the project's log format, scrubbed (casework/logconfig.py)
+        str(LOG_CONFIG),
     ]
 
 
 def gateway(port: int, *, host: str = "127.0.0.1") -> list[str]:
+    """uvicorn with the project's log format from its first line (its supervisor process
+    with several workers never imports the app, so the app factory cannot configure it)."""
     return [
         sys.executable,
         "-m",
@@ -103,6 +108,8 @@ def gateway(port: int, *, host: str = "127.0.0.1") -> list[str]:
         host,
         "--port",
         str(port),
+        "--log-config",
+        str(LOG_CONFIG),
     ]
 
 
@@ -156,7 +163,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shell", action="store_true", help="chat in the terminal")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="[jmt] %(message)s")
+    try:
+        logconfig.configure()  # LOG_LEVEL; the same format as every child
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     settings = get_settings()
     _refuse_development_defaults(settings, database=False)
     if settings.development:

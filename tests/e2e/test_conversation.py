@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -114,6 +115,7 @@ def bot(tmp_path_factory) -> Iterator[dict]:
             "token": rasa_token,
             "database": database,
             "gateway": f"http://127.0.0.1:{gateway_port}",
+            "logs": logs,
         }
     finally:
         for process in (gateway, server, actions):
@@ -203,14 +205,17 @@ def test_emergency_gets_110_advice_before_any_question(bot):
 # ------------------------------------------------------------------ through /wechat
 
 
-def wechat_post(bot: dict, xml: str) -> tuple[int, str | None]:
+def wechat_post(bot: dict, xml: str, request_id: str | None = None) -> tuple[int, str | None]:
     """POST a message the way WeChat's servers do; returns (status, passive reply text)."""
     import xmltodict
 
     stamp, nonce = str(int(time.time())), uuid.uuid4().hex[:8]
     query = f"signature={sign(stamp, nonce)}&timestamp={stamp}&nonce={nonce}"
+    headers = {"Content-Type": "text/xml"}
+    if request_id:
+        headers["X-Request-ID"] = request_id  # as a reverse proxy may set it
     request = urllib.request.Request(
-        f"{bot['gateway']}/wechat?{query}", xml.encode("utf-8"), {"Content-Type": "text/xml"}
+        f"{bot['gateway']}/wechat?{query}", xml.encode("utf-8"), headers
     )
     with urllib.request.urlopen(request, timeout=30) as reply:
         body = reply.read().decode("utf-8")
@@ -345,3 +350,36 @@ def test_money_gone_fraud_reaches_the_antifraud_desk_and_the_officer_answers_in_
     assert cases(bot, openid)[0].rating == 5
     status, answer = wechat_post(bot, text_xml(openid, "护照怎么办理"))
     assert answer == response("utter_faq/passport")  # the bot is back
+
+
+def test_one_grep_follows_a_message_through_the_gateway_and_the_actions(bot):
+    """The request id of a /wechat message is on the gateway's lines and on the action
+    server's (it came in Rasa's metadata); Rasa logs in the same format; no process
+    prints the resident's phone number."""
+    openid = f"o-e2e-{uuid.uuid4().hex[:8]}"
+    request_id = f"e2e-trace-{uuid.uuid4().hex[:8]}"
+    wechat_post(bot, text_xml(openid, "我刚才被刷单骗了2万，转账给他的"))
+    status, _ = wechat_post(bot, text_xml(openid, "对方手机13987654321"), request_id)
+    assert status == 200
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+ \[[^\]]+\] ")
+    deadline = time.monotonic() + 20
+    while True:
+        logs = {name: (bot["logs"] / f"{name}.log").read_text() for name in ("gateway", "actions")}
+        tagged = {
+            name: [row for row in text.splitlines() if f"[{request_id}]" in row]
+            for name, text in logs.items()
+        }
+        if (tagged["actions"] and tagged["gateway"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert any(" INFO gateway.service " in row for row in tagged["gateway"]), tagged
+    assert any("uvicorn.access" in row and "/wechat?" in row for row in tagged["gateway"])
+    assert any(
+        " run validate_fraud_form" in row or " run action_" in row for row in tagged["actions"]
+    )
+    assert all(line.match(row) for rows in tagged.values() for row in rows)
+    rasa_log = (bot["logs"] / "rasa.log").read_text()
+    assert any(line.match(row) and " rasa." in row for row in rasa_log.splitlines())
+    assert "  - " not in rasa_log  # coloredlogs' format never prints (bot/logging.yml)
+    for text in (*logs.values(), rasa_log):
+        assert "13987654321" not in text

@@ -26,14 +26,17 @@ class StandInRasa:
     """Stands in for Rasa's REST channel: scripted answers, delays and outages."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict]] = []
+        self.calls: list[tuple[str, str, dict]] = []  # the message's metadata, without ...
+        self.request_ids: list[str | None] = []  # ... the request id each call carried
         self.answers: dict[str, list[str]] = {}
         self.delay = 0.0
         self.down = False
         self.resumed: list[str] = []
 
     async def send(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
-        self.calls.append((sender, text, metadata or {}))
+        metadata = dict(metadata or {})
+        self.request_ids.append(metadata.pop("request_id", None))
+        self.calls.append((sender, text, metadata))
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.down:
@@ -171,8 +174,6 @@ def rasa() -> StandInRasa:
 def wechat(database_url, monkeypatch, rasa) -> Iterator[WeChatServer]:
     """The gateway on a real database (SQLite and PostgreSQL) with AES configured."""
     settings = gateway_settings(database_url, monkeypatch, aes=True)
-    app = create_app(
-        settings, start_outbox=False, rasa=rasa, probe_actions=False
-    )
+    app = create_app(settings, start_outbox=False, rasa=rasa, probe_actions=False)
     with TestClient(app) as client:
         yield WeChatServer(client, WeChatCrypto(TOKEN, AES_KEY, APP_ID))

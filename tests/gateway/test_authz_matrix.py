@@ -122,6 +122,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/wechat"): Row(everyone(403)),  # no signature
     ("POST", "/wechat"): Row(everyone(403)),
     ("GET", "/healthz"): Row(everyone(200)),
+    # No action server runs in this test, so the gateway is not ready: 503 for everyone.
+    ("GET", "/readyz"): Row(everyone(503)),
+    # Development without METRICS_TOKEN: open (the token: tests/gateway/test_operations.py).
+    ("GET", "/metrics"): Row(everyone(200)),
     ("GET", "/docs"): Row(everyone(200)),
     ("GET", "/docs/oauth2-redirect"): Row(everyone(200)),
     ("GET", "/redoc"): Row(everyone(200)),
@@ -272,9 +276,7 @@ def world(database_url, monkeypatch, tmp_path) -> Iterator[World]:
     shutil.copytree(paths.NLU_DATA, target)
     monkeypatch.setattr(nlu_export, "NLU_DATA", target)
     settings = gateway_settings(database_url, monkeypatch)
-    app = create_app(
-        settings, start_outbox=False, rasa=StandInRasa(), probe_actions=False
-    )
+    app = create_app(settings, start_outbox=False, rasa=StandInRasa(), probe_actions=False)
     with TestClient(app, follow_redirects=False) as client:
         ids = _make_records()
         headers: dict[str, dict[str, str]] = {"anonymous": {}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pytest
 from jmt import launch, paths
 
 TOKEN = "actions-secret-for-tests"
+LOGS: dict[str, Path] = {}  # the running server's log file, for the logging test
 
 
 def _free_port() -> int:
@@ -40,6 +42,7 @@ def call(url: str, body: dict | None = None) -> tuple[int, dict]:
 def actions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("actions") / "actions.log"
+    LOGS["actions"] = log
     env = {
         **os.environ,
         "JMT_ENV": "development",
@@ -104,3 +107,26 @@ def test_refuses_to_listen_beyond_loopback_without_a_token():
     )
     assert done.returncode != 0
     assert "ACTIONS_TOKEN is required to listen on 0.0.0.0" in done.stderr
+
+
+def test_action_runs_log_the_gateways_request_id_in_the_project_format(actions):
+    """The gateway puts its request id in the message metadata; the action server logs
+    the run (and anything the action logs) under it: one grep follows a message."""
+    call_with_id = {
+        **ACTION_CALL,
+        "tracker": {"latest_message": {"metadata": {"request_id": "wx-req-actions-1"}}},
+    }
+    status, _ = call(f"{actions}/webhook?token={TOKEN}", call_with_id)
+    assert status == 404  # reached rasa-sdk, which knows no such action
+    deadline = time.monotonic() + 10
+    pattern = re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO jmt\.actions_server "
+        r"\[wx-req-actions-1\] run action_no_such_action$",
+        re.MULTILINE,
+    )
+    while not pattern.search(LOGS["actions"].read_text()):
+        assert time.monotonic() < deadline, LOGS["actions"].read_text()[-2000:]
+        time.sleep(0.1)
+    # rasa-sdk's own error line for the same call carries the id too
+    tagged = [line for line in LOGS["actions"].read_text().splitlines() if "[wx-req-" in line]
+    assert any(" ERROR rasa_sdk.endpoint [wx-req-actions-1] No registered" in t for t in tagged)

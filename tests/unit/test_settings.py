@@ -35,6 +35,7 @@ PRODUCTION = {
     "GOVERNANCE_CALLBACK_SECRET": "incoming-callback-secret",
     "RASA_TOKEN": "rasa-token-0123456789",
     "ACTIONS_TOKEN": "actions-token-0123456789",
+    "METRICS_TOKEN": "metrics-token-0123456789",
 }
 READ_BY_SETTINGS = sorted(
     set(
@@ -91,6 +92,8 @@ def test_unset_jmt_env_means_production(monkeypatch):
         ({"DINGTALK_SECRET": None}, "DINGTALK_SECRET is missing"),
         ({"RASA_TOKEN": None}, "RASA_TOKEN is missing"),
         ({"ACTIONS_TOKEN": None}, "ACTIONS_TOKEN is missing"),
+        ({"METRICS_TOKEN": None}, "METRICS_TOKEN is missing"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='VERBOSE' is unknown"),
         ({"GOVERNANCE_SECRET": None}, "GOVERNANCE_WEBHOOK_URL is set without GOVERNANCE_SECRET"),
         ({"GOVERNANCE_CALLBACK_SECRET": None}, "GOVERNANCE_CALLBACK_SECRET is missing"),
         ({"GOVERNANCE_CALLBACK_SECRET": "outgoing-ticket-secret"}, "equals GOVERNANCE_SECRET"),
@@ -124,6 +127,7 @@ def test_production_refuses_each_wrong_setting(monkeypatch, changes, named):
         "GOVERNANCE_CALLBACK_SECRET",
         "RASA_TOKEN",
         "ACTIONS_TOKEN",
+        "METRICS_TOKEN",
     ],
 )
 def test_production_refuses_every_development_default(monkeypatch, name):
