@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from casework.models import Case, Ticket, utcnow
@@ -87,36 +88,52 @@ def open_case(
     """Open a case for officers, or update the resident's open case of the same category.
 
     A resident who triggers the same hand-off twice (a retry, a repeated request) gets one
-    case whose details are merged and whose priority only ever rises.
+    case whose details are merged and whose priority only ever rises — also when two
+    workers do so at the same moment: a partial unique index allows one open case per
+    resident and category, and the loser of the race merges into the winner's case.
     """
     _check(category, priority)
-    existing = session.execute(
+    existing = _open_case_of(session, sender_id, category)
+    if existing is None:
+        case = Case(
+            sender_id=sender_id,
+            category=category,
+            priority=priority,
+            status="open",
+            reason=reason,
+            desk=desk if desk is not None else DESK_BY_CATEGORY[category],
+            summary=summary,
+            details=_clean(details or {}),
+            location=location,
+        )
+        try:
+            with session.begin_nested():  # a SAVEPOINT: losing the race keeps the rest
+                session.add(case)
+            return case
+        except IntegrityError:
+            # Another worker opened it between our look and our insert; the partial
+            # unique index (one open case per resident and category) refused ours.
+            existing = _open_case_of(session, sender_id, category)
+            if existing is None:
+                raise
+    existing.details = {**(existing.details or {}), **_clean(details or {})}
+    existing.priority = _more_urgent(existing.priority, priority)
+    existing.summary = summary
+    existing.reason = reason
+    existing.location = location or existing.location
+    session.flush()
+    return existing
+
+
+def _open_case_of(session: Session, sender_id: str, category: str) -> Case | None:
+    """The resident's open case of the category, locked so that two hand-offs merging
+    into it at once do not lose each other's details (PostgreSQL; SQLite has one writer)."""
+    return session.execute(
         select(Case)
         .where(Case.sender_id == sender_id, Case.category == category, Case.status != "closed")
-        .order_by(Case.id.desc())
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if existing is not None:
-        existing.details = {**(existing.details or {}), **_clean(details or {})}
-        existing.priority = _more_urgent(existing.priority, priority)
-        existing.summary = summary
-        existing.reason = reason
-        existing.location = location or existing.location
-        session.flush()
-        return existing
-    case = Case(
-        sender_id=sender_id,
-        category=category,
-        priority=priority,
-        status="open",
-        reason=reason,
-        desk=desk if desk is not None else DESK_BY_CATEGORY[category],
-        summary=summary,
-        details=_clean(details or {}),
-        location=location,
-    )
-    session.add(case)
-    session.flush()
-    return case
 
 
 DUPLICATE_WINDOW = timedelta(hours=24)

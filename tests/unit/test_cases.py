@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from casework import db
+from casework.clock import aware
 from casework.cases import CaseError, open_case, open_ticket
 from casework.models import Case, Ticket
 
@@ -107,16 +108,40 @@ def _pending_ticket(openid: str, community: str) -> int:
 
 
 def test_a_ticket_that_cannot_be_delivered_comes_back_to_officers_once(database_url):
-    from casework import dispatch
+    from datetime import timedelta
+
+    from casework import claims, dispatch
+    from casework.clock import utcnow
 
     retried = _pending_ticket("o-retry", "俞范社区")
     refused = _pending_ticket("o-refused", "万景社区")
+    start = utcnow()
     with db.session_scope() as session:
-        dispatch.record_ticket_sent(
-            session=session, ticket_id=retried, error="HTTP 502", permanent=False
+        assert {i for i, _ in dispatch.tickets_to_send(session=session, owner="w", now=start)} == {
+            retried,
+            refused,
+        }
+        assert (
+            dispatch.record_ticket_sent(
+                session=session,
+                ticket_id=retried,
+                error="HTTP 502",
+                permanent=False,
+                owner="w",
+                now=start,
+            )
+            == "pending"
         )
-        dispatch.record_ticket_sent(
-            session=session, ticket_id=refused, error="HTTP 400", permanent=True
+        assert (
+            dispatch.record_ticket_sent(
+                session=session,
+                ticket_id=refused,
+                error="HTTP 400",
+                permanent=True,
+                owner="w",
+                now=start,
+            )
+            == "failed"
         )
     with db.session_scope() as session:
         again = session.get(Ticket, retried)
@@ -125,15 +150,31 @@ def test_a_ticket_that_cannot_be_delivered_comes_back_to_officers_once(database_
         [back] = session.execute(select(Case).where(Case.sender_id == "o-refused")).scalars()
         assert (back.reason, back.community) == ("ticket_not_sent", "万景社区")
         assert session.execute(select(Case).where(Case.sender_id == "o-retry")).first() is None
-    with db.session_scope() as session:
-        for _ in range(dispatch.MAX_SEND_ATTEMPTS - 1):
-            dispatch.record_ticket_sent(
-                session=session, ticket_id=retried, error="HTTP 502", permanent=False
+    now = start
+    while now < start + claims.RETRY_FOR:  # a day of failures, one attempt whenever due
+        with db.session_scope() as session:
+            due = session.get(Ticket, retried).next_attempt_at
+            now = max(now, aware(due))
+            [(ticket_id, _)] = dispatch.tickets_to_send(session=session, owner="w", now=now)
+            outcome = dispatch.record_ticket_sent(
+                session=session,
+                ticket_id=ticket_id,
+                error="HTTP 502",
+                permanent=False,
+                owner="w",
+                now=now,
             )
+        assert outcome == ("failed" if now >= start + claims.RETRY_FOR else "pending")
+        assert now < start + claims.RETRY_FOR + timedelta(minutes=31)
     with db.session_scope() as session:
-        assert session.get(Ticket, retried).status == "failed"  # ten attempts: given up
+        given_up = session.get(Ticket, retried)
+        assert given_up.status == "failed"  # 24 hours of attempts: given up, back to officers
+        assert len(session.execute(select(Case).where(Case.sender_id == "o-retry")).all()) == 1
         sent = _pending_ticket("o-sent", "清水浦社区")
-        dispatch.record_ticket_sent(session=session, ticket_id=sent, error=None, permanent=False)
+        dispatch.tickets_to_send(session=session, owner="w")
+        dispatch.record_ticket_sent(
+            session=session, ticket_id=sent, error=None, permanent=False, owner="w"
+        )
         delivered = session.get(Ticket, sent)
         assert (delivered.status, delivered.send_error) == ("sent", None)
         assert delivered.sent_at is not None
