@@ -4,8 +4,8 @@ import pytest
 from sqlalchemy import select
 
 from casework import db
-from casework.clock import aware
 from casework.cases import CaseError, open_case, open_ticket
+from casework.clock import aware
 from casework.models import Case, Ticket
 
 
