@@ -68,16 +68,21 @@ def claim(
     owner and the expiry); returns the ids taken, by this call only."""
     model = id_column.class_
     if session.get_bind().dialect.name == "postgresql":
+        # A materialised CTE runs once. As `id IN (subquery)` the planner may rescan the
+        # subquery per row, and a rescan skips the rows this UPDATE already changed and
+        # locks the next ones: more than `limit` rows would be taken.
         chosen = (
-            select(id_column)
+            select(id_column.label("id"))
             .where(claimable)
             .order_by(*order_by)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("chosen")
+            .prefix_with("MATERIALIZED")
         )
         taken = session.execute(
             update(model)
-            .where(id_column.in_(chosen.scalar_subquery()), claimable)
+            .where(id_column == chosen.c.id, claimable)
             .values(**values)
             .returning(id_column)
             .execution_options(synchronize_session=False)
