@@ -33,7 +33,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from casework.clock import aware
 
-CLAIM_TTL = timedelta(minutes=5)  # ≫ any send timeout (5–10 s): only dead workers expire
+CLAIM_TTL = timedelta(minutes=5)  # only dead (or wedged) workers' claims expire
+# What one pass claims at most. It sends them one after the other, each bounded by a
+# 5 s connect + 5 s read timeout: 10 × 10 s stays well inside CLAIM_TTL, so a slow
+# partner never lets a live worker's claim expire under it (which would mean two sends).
+BATCH = 10
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=30)
 RETRY_FOR = timedelta(hours=24)

@@ -80,7 +80,7 @@ def route_new_cases(
     can_notify: bool,
     owner: str | None = None,
     now: datetime | None = None,
-    limit: int = 50,
+    limit: int = claims.BATCH,
     ttl: timedelta = claims.CLAIM_TTL,
 ) -> list[RoutedCase]:
     """Claim every case whose announcement is due — new or transferred (routed now), a
@@ -196,7 +196,7 @@ def tickets_to_send(
     session: Session,
     owner: str | None = None,
     now: datetime | None = None,
-    limit: int = 20,
+    limit: int = claims.BATCH,
     ttl: timedelta = claims.CLAIM_TTL,
 ) -> list[tuple[int, dict]]:
     """Claim the pending tickets that are due; returns each with the payload the

@@ -80,7 +80,7 @@ def claim_due(
     session: Session,
     owner: str | None = None,
     now: datetime | None = None,
-    limit: int = 20,
+    limit: int = claims.BATCH,
     ttl: timedelta = CLAIM_TTL,
 ) -> list[Claimed]:
     """Claim up to `limit` due items for `owner` (default: this process); each item is

@@ -360,7 +360,7 @@ def test_two_dispatchers_in_threads_announce_each_case_exactly_once(database_url
     ids = [new_case(n) for n in range(40)]
     notifier = RecordingNotifier()
     workers = [dispatcher(database_url, f"host:{n}", notifier=notifier) for n in (1, 2)]
-    in_threads(*(repeat(w.run_once, 3) for w in workers))
+    in_threads(*(repeat(w.run_once, 4) for w in workers))
     assert Counter(n.case_id for n in notifier.sent) == Counter(ids)
     assert notifier.attempts == 40
     assert {(get(Case, i).notify_status, get(Case, i).notify_claimed_by) for i in ids} == {
