@@ -301,12 +301,12 @@ def correct_category(*, session: Session, user: User, case_id: int, category: st
     ).scalar_one_or_none()
     if other is not None and case.status != "closed":  # one open case per category (0006)
         raise Conflict(f"该居民已有同类未办结案件 #{other}，请在该案件中继续处理")
+    if case.original_category is None:
+        case.original_category = case.category
+    case.category = category
     try:
-        with session.begin_nested():
-            if case.original_category is None:
-                case.original_category = case.category
-            case.category = category
-    except IntegrityError as error:  # opened by the bot meanwhile
+        session.flush()
+    except IntegrityError as error:  # opened by the bot meanwhile; the request rolls back
         raise Conflict("该居民已有同类未办结案件，请刷新后在该案件中继续处理") from error
     audit(session, user, "recategorise", "case", case.id, category=category)
     return case
