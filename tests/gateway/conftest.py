@@ -171,6 +171,8 @@ def rasa() -> StandInRasa:
 def wechat(database_url, monkeypatch, rasa) -> Iterator[WeChatServer]:
     """The gateway on a real database (SQLite and PostgreSQL) with AES configured."""
     settings = gateway_settings(database_url, monkeypatch, aes=True)
-    app = create_app(settings, start_outbox=False, rasa=rasa, probe_actions=False)
+    app = create_app(
+        settings, start_outbox=False, rasa=rasa, probe_actions=False
+    )
     with TestClient(app) as client:
         yield WeChatServer(client, WeChatCrypto(TOKEN, AES_KEY, APP_ID))

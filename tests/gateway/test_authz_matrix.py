@@ -272,7 +272,9 @@ def world(database_url, monkeypatch, tmp_path) -> Iterator[World]:
     shutil.copytree(paths.NLU_DATA, target)
     monkeypatch.setattr(nlu_export, "NLU_DATA", target)
     settings = gateway_settings(database_url, monkeypatch)
-    app = create_app(settings, start_outbox=False, rasa=StandInRasa(), probe_actions=False)
+    app = create_app(
+        settings, start_outbox=False, rasa=StandInRasa(), probe_actions=False
+    )
     with TestClient(app, follow_redirects=False) as client:
         ids = _make_records()
         headers: dict[str, dict[str, str]] = {"anonymous": {}}
