@@ -97,6 +97,10 @@ bench: train ## Parse latency p50/p95 and throughput through Rasa's HTTP API, pl
 bench-gateway: train ## Gateway vs straight-to-Rasa latency, throughput, lost and duplicated messages
 	$(PY) bench/gateway_load.py
 
+.PHONY: bench-claims
+bench-claims: $(STAMP) ## Outbox and ticket claims, 1 vs 2 workers on PostgreSQL (lost, duplicated, throughput); Redis rate-limit cost
+	$(PY) bench/claims.py
+
 .PHONY: clean
 clean: ## Remove trained models, reports and local databases (keeps .venv)
 	rm -rf bot/models results reports var .pytest_cache .mypy_cache .ruff_cache

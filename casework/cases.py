@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from casework.models import Case, Ticket, utcnow
@@ -53,6 +54,11 @@ DESK_BY_CATEGORY: dict[str, str | None] = {
 }
 
 
+# The predicate of the partial unique index `uq_cases_open_sender_category` (revision
+# 0006), spelled as the index spells it so both databases match the ON CONFLICT target.
+OPEN_CASE = text("status <> 'closed'")
+
+
 class CaseError(ValueError):
     """A case or ticket request the domain refuses (unknown category, priority, ...)."""
 
@@ -87,36 +93,69 @@ def open_case(
     """Open a case for officers, or update the resident's open case of the same category.
 
     A resident who triggers the same hand-off twice (a retry, a repeated request) gets one
-    case whose details are merged and whose priority only ever rises.
+    case whose details are merged and whose priority only ever rises — also when two
+    workers do so at the same moment: a partial unique index allows one open case per
+    resident and category, the insert does nothing on conflict, and the loser of the
+    race merges into the winner's case.
     """
     _check(category, priority)
-    existing = session.execute(
+    existing = _open_case_of(session, sender_id, category)
+    if existing is None:
+        case_id = _insert_unless_open(
+            session,
+            sender_id=sender_id,
+            category=category,
+            priority=priority,
+            status="open",
+            reason=reason,
+            desk=desk if desk is not None else DESK_BY_CATEGORY[category],
+            summary=summary,
+            details=_clean(details or {}),
+            location=location,
+        )
+        if case_id is not None:
+            case = session.get(Case, case_id)
+            assert case is not None
+            return case
+        # Another worker opened it between our look and our insert (the partial unique
+        # index allows one open case per resident and category): merge into theirs.
+        existing = _open_case_of(session, sender_id, category)
+        if existing is None:
+            raise CaseError("the resident's open case vanished while opening another")
+    existing.details = {**(existing.details or {}), **_clean(details or {})}
+    existing.priority = _more_urgent(existing.priority, priority)
+    existing.summary = summary
+    existing.reason = reason
+    existing.location = location or existing.location
+    session.flush()
+    return existing
+
+
+def _insert_unless_open(session: Session, **values: Any) -> int | None:
+    """INSERT … ON CONFLICT DO NOTHING on the partial unique index: the new case's id, or
+    None when the resident already has an open case of the category (on PostgreSQL a
+    concurrent insert is waited for, then counts as the conflict). No SAVEPOINT needed,
+    so nothing else in the caller's transaction is touched by losing the race."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    result = session.execute(
+        dialect.insert(Case)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["sender_id", "category"], index_where=OPEN_CASE)
+    )
+    if result.rowcount != 1:
+        return None
+    return int(result.inserted_primary_key[0])
+
+
+def _open_case_of(session: Session, sender_id: str, category: str) -> Case | None:
+    """The resident's open case of the category, locked so that two hand-offs merging
+    into it at once do not lose each other's details (PostgreSQL; SQLite has one writer)."""
+    return session.execute(
         select(Case)
         .where(Case.sender_id == sender_id, Case.category == category, Case.status != "closed")
-        .order_by(Case.id.desc())
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if existing is not None:
-        existing.details = {**(existing.details or {}), **_clean(details or {})}
-        existing.priority = _more_urgent(existing.priority, priority)
-        existing.summary = summary
-        existing.reason = reason
-        existing.location = location or existing.location
-        session.flush()
-        return existing
-    case = Case(
-        sender_id=sender_id,
-        category=category,
-        priority=priority,
-        status="open",
-        reason=reason,
-        desk=desk if desk is not None else DESK_BY_CATEGORY[category],
-        summary=summary,
-        details=_clean(details or {}),
-        location=location,
-    )
-    session.add(case)
-    session.flush()
-    return case
 
 
 DUPLICATE_WINDOW = timedelta(hours=24)

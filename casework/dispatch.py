@@ -1,26 +1,50 @@
 """The data side of the gateway's background dispatcher: route and record the
 announcement of new cases, and keep the governance tickets' sending state.
 
-Each new case is taken with a conditional UPDATE (notify_status NULL → pending), so
-several gateway workers never announce the same case twice. The dispatcher itself only
-talks to DingTalk and the governance platform between these calls.
+Both are claimed with an owner and an expiry (`casework.claims`), so several gateway
+workers never announce a case or send a ticket twice, and work a dead worker had
+claimed is taken over once its claim expires. Failures are retried patiently (5 s
+doubling to 30 min, for 24 h from the first attempt); the dispatcher only talks to
+DingTalk and the governance platform between these calls, and never sleeps in a pass.
+
+A case's announcement (`notify_status`, with `notify_claimed_by` / `_claim_expires_at`):
+
+    NULL (new, or transferred) ──claim: route──► pending (claimed by a worker)
+    pending (claimed) ──owner: delivered──► sent
+                      ├─owner: transient failure──► pending (unclaimed, next attempt
+                      │                              after the backoff)
+                      ├─owner: permanent, or 24 h of failures──► failed (in the queue)
+                      └─claim expired (owner died)──► pending (taken over, re-sent)
+    no notifier configured ──► failed at once ("DINGTALK_WEBHOOK_URL 未配置")
+
+A ticket's sending (`status` pending, with `claimed_by` / `claim_expires_at`,
+`next_attempt_at`, `first_attempt_at`; the rest of its life is in `casework.tickets`):
+
+    pending (unclaimed, due) ──claim──► pending (claimed; send_attempts + 1)
+    pending (claimed) ──owner: delivered──► sent (or further, if the platform called first)
+                      ├─owner: transient failure──► pending (unclaimed, backoff)
+                      ├─owner: permanent, or 24 h of failures──► failed: back to officers
+                      └─claim expired (owner died)──► taken over by another worker
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case as when
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
-from casework import routing, tickets
+from casework import claims, routing, tickets
 from casework.cases import RESPONSE_TARGETS
+from casework.clock import utcnow
 from casework.handling import officer_name
 from casework.models import Case, Ticket, User
 
 logger = logging.getLogger(__name__)
-MAX_SEND_ATTEMPTS = 10
 NO_NOTIFIER = "DINGTALK_WEBHOOK_URL 未配置"
 
 
@@ -39,36 +63,69 @@ class RoutedCase:
     mobiles: tuple[str, ...]
 
 
-def route_new_cases(*, session: Session, can_notify: bool) -> list[RoutedCase]:
-    """Route every case nobody has announced yet (new, or transferred) and return those to
+def _announcement_claimable(now: datetime) -> ColumnElement[bool]:
+    pending = Case.notify_status == "pending"
+    retry_due = (
+        pending
+        & Case.notify_claimed_by.is_(None)
+        & or_(Case.notify_next_attempt_at.is_(None), Case.notify_next_attempt_at <= now)
+    )
+    stale = pending & (Case.notify_claim_expires_at <= now)
+    return (Case.status != "closed") & (Case.notify_status.is_(None) | retry_due | stale)
+
+
+def route_new_cases(
+    *,
+    session: Session,
+    can_notify: bool,
+    owner: str | None = None,
+    now: datetime | None = None,
+    limit: int = claims.BATCH,
+    ttl: timedelta = claims.CLAIM_TTL,
+) -> list[RoutedCase]:
+    """Claim every case whose announcement is due — new or transferred (routed now), a
+    retry after a failure, or one a dead worker had claimed — and return those to
     announce. Without a notifier they are marked failed at once, visibly in the queue."""
+    now = now or utcnow()
+    owner = owner or claims.worker_id()
+    fresh = Case.notify_status.is_(None)
+    taken = claims.claim(
+        session,
+        id_column=Case.id,
+        claimable=_announcement_claimable(now),
+        order_by=(Case.id,),
+        values={
+            "notify_status": "pending",
+            "notify_claimed_by": owner,
+            "notify_claim_expires_at": now + ttl,
+            # a transferred case is announced afresh: its retries start again
+            "notify_attempts": when((fresh, 1), else_=Case.notify_attempts + 1),
+            "notify_first_attempt_at": when(
+                (fresh, now), else_=func.coalesce(Case.notify_first_attempt_at, now)
+            ),
+            "notify_next_attempt_at": None,
+        },
+        limit=limit,
+    )
     routed = []
-    fresh = session.execute(
-        select(Case.id).where(Case.notify_status.is_(None), Case.status != "closed")
-    ).scalars()
-    for case_id in list(fresh):
-        taken = session.execute(
-            update(Case)
-            .where(Case.id == case_id, Case.notify_status.is_(None))
-            .values(notify_status="pending")
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if taken != 1:
-            continue  # another worker has it
-        case = session.get(Case, case_id)
+    for case_id in taken:
+        case = session.get(Case, case_id, populate_existing=True)
         assert case is not None
-        session.refresh(case)
         commander = None
         if case.assigned_to_id is None:  # new, or transferred to a desk
             commander = routing.apply(session=session, case=case).commander
-        elif case.due_at is None:
-            case.due_at = case.created_at + RESPONSE_TARGETS[case.priority]
+        else:
+            if case.due_at is None:
+                case.due_at = case.created_at + RESPONSE_TARGETS[case.priority]
+            if case.category == "emergency":  # the duty commander is told as well
+                commander = routing.duty_commander(session)
         assignee = session.get(User, case.assigned_to_id) if case.assigned_to_id else None
         people = [p for p in dict.fromkeys((assignee, commander)) if p is not None]
         names = tuple(officer_name(p) for p in people)
         logger.info("case %s → %s", case.id, ", ".join(names) or "nobody (no officers)")
         if not can_notify:
             case.notify_status, case.notify_error = "failed", NO_NOTIFIER
+            case.notify_claimed_by = case.notify_claim_expires_at = None
             continue
         routed.append(
             RoutedCase(
@@ -86,36 +143,137 @@ def route_new_cases(*, session: Session, can_notify: bool) -> list[RoutedCase]:
     return routed
 
 
-def record_announcement(*, session: Session, case_id: int, error: str | None) -> None:
-    """What became of the case's DingTalk notification (shown in the queue)."""
-    case = session.get(Case, case_id)
-    if case is not None:
-        case.notify_status = "failed" if error else "sent"
-        case.notify_error = error
+def record_announcement(
+    *,
+    session: Session,
+    case_id: int,
+    error: str | None,
+    permanent: bool = False,
+    owner: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """What became of the case's DingTalk notification (shown in the queue): "sent",
+    "pending" (retried later), "failed", or "lost" when our claim was taken over (or the
+    case transferred meanwhile) and nothing was written."""
+    now = now or utcnow()
+    owner = owner or claims.worker_id()
+    mine = (Case.notify_claimed_by == owner) & (Case.notify_status == "pending")
+    row = session.execute(
+        select(Case.notify_attempts, Case.notify_first_attempt_at).where(Case.id == case_id, mine)
+    ).one_or_none()
+    if row is None:
+        return "lost"
+    attempts, first_attempt_at = row
+    if error is None:
+        values: dict[str, object] = {"notify_status": "sent", "notify_error": None}
+        outcome = "sent"
+    elif permanent or claims.retries_exhausted(first_attempt_at, now):
+        outcome, values = "failed", {"notify_status": "failed", "notify_error": error[:1000]}
+    else:
+        next_attempt = now + claims.retry_delay(attempts)
+        outcome = "pending"
+        values = {"notify_error": error[:1000], "notify_next_attempt_at": next_attempt}
+    released = claims.release(
+        session,
+        id_column=Case.id,
+        item_id=case_id,
+        owner_column=Case.notify_claimed_by,
+        owner=owner,
+        values={"notify_claimed_by": None, "notify_claim_expires_at": None, **values},
+        also=Case.notify_status == "pending",
+    )
+    return outcome if released else "lost"
 
 
-def tickets_to_send(*, session: Session) -> list[tuple[int, dict]]:
-    """Pending tickets with the payload the governance platform gets."""
-    return [(t.id, tickets.payload(t)) for t in tickets.due_for_sending(session=session)]
+def _ticket_claimable(now: datetime) -> ColumnElement[bool]:
+    due = or_(Ticket.next_attempt_at.is_(None), Ticket.next_attempt_at <= now)
+    unclaimed = or_(Ticket.claimed_by.is_(None), Ticket.claim_expires_at <= now)
+    return (Ticket.status == "pending") & due & unclaimed
+
+
+def tickets_to_send(
+    *,
+    session: Session,
+    owner: str | None = None,
+    now: datetime | None = None,
+    limit: int = claims.BATCH,
+    ttl: timedelta = claims.CLAIM_TTL,
+) -> list[tuple[int, dict]]:
+    """Claim the pending tickets that are due; returns each with the payload the
+    governance platform gets."""
+    now = now or utcnow()
+    owner = owner or claims.worker_id()
+    taken = claims.claim(
+        session,
+        id_column=Ticket.id,
+        claimable=_ticket_claimable(now),
+        order_by=(Ticket.id,),
+        values={
+            "claimed_by": owner,
+            "claim_expires_at": now + ttl,
+            "send_attempts": Ticket.send_attempts + 1,
+            "first_attempt_at": func.coalesce(Ticket.first_attempt_at, now),
+        },
+        limit=limit,
+    )
+    if not taken:
+        return []
+    claimed = session.execute(
+        select(Ticket)
+        .where(Ticket.id.in_(taken))
+        .order_by(Ticket.id)
+        .execution_options(populate_existing=True)
+    ).scalars()
+    return [(t.id, tickets.payload(t)) for t in claimed]
 
 
 def record_ticket_sent(
-    *, session: Session, ticket_id: int, error: str | None, permanent: bool
-) -> None:
-    """One sending attempt's outcome; a ticket that cannot be delivered comes back to
-    officers as a case."""
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None:
-        return
-    ticket.send_attempts += 1
+    *,
+    session: Session,
+    ticket_id: int,
+    error: str | None,
+    permanent: bool,
+    owner: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """One sending attempt's outcome, by the worker that claimed it: "sent", "pending"
+    (retried after the backoff), "failed" (the ticket comes back to officers as a case),
+    or "lost" when the claim was taken over and nothing was written."""
+    now = now or utcnow()
+    owner = owner or claims.worker_id()
+    if not claims.release(
+        session,
+        id_column=Ticket.id,
+        item_id=ticket_id,
+        owner_column=Ticket.claimed_by,
+        owner=owner,
+        values={"claimed_by": None, "claim_expires_at": None},
+    ):
+        return "lost"
+    ticket = session.get(Ticket, ticket_id, populate_existing=True)
+    assert ticket is not None
     if error is None:
         tickets.mark_sent(session=session, ticket_id=ticket_id)  # never backwards
-        return
-    ticket.send_error = error
-    logger.error("ticket %s not sent (attempt %d): %s", ticket_id, ticket.send_attempts, error)
-    if permanent or ticket.send_attempts >= MAX_SEND_ATTEMPTS:
+        return "sent"
+    ticket.send_error = error[:1000]
+    if ticket.status != "pending":
+        return str(ticket.status)  # the platform called back meanwhile: it has the ticket
+    if permanent or claims.retries_exhausted(ticket.first_attempt_at, now):
+        logger.error(
+            "ticket %s not sent (attempt %d), giving up: %s", ticket_id, ticket.send_attempts, error
+        )
         ticket.status = "failed"
         tickets.back_to_officers(session, ticket, "ticket_not_sent", "工单无法送达治理平台")
+        return "failed"
+    ticket.next_attempt_at = now + claims.retry_delay(ticket.send_attempts)
+    logger.warning(
+        "ticket %s not sent (attempt %d), next attempt at %s: %s",
+        ticket_id,
+        ticket.send_attempts,
+        ticket.next_attempt_at.isoformat(timespec="seconds"),
+        error,
+    )
+    return "pending"
 
 
 def return_overdue_tickets(*, session: Session) -> list[int]:

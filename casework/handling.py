@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from casework import outbox
@@ -290,9 +291,23 @@ def correct_category(*, session: Session, user: User, case_id: int, category: st
     case = _case(session, user, case_id)
     if category not in CATEGORIES:
         raise CaseError(f"未知类别：{category}")
+    other = session.execute(
+        select(Case.id).where(
+            Case.sender_id == case.sender_id,
+            Case.category == category,
+            Case.status != "closed",
+            Case.id != case.id,
+        )
+    ).scalar_one_or_none()
+    if other is not None and case.status != "closed":  # one open case per category (0006)
+        raise Conflict(f"该居民已有同类未办结案件 #{other}，请在该案件中继续处理")
     if case.original_category is None:
         case.original_category = case.category
     case.category = category
+    try:
+        session.flush()
+    except IntegrityError as error:  # opened by the bot meanwhile; the request rolls back
+        raise Conflict("该居民已有同类未办结案件，请刷新后在该案件中继续处理") from error
     audit(session, user, "recategorise", "case", case.id, category=category)
     return case
 

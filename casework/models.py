@@ -11,10 +11,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import declarative_base
 
@@ -27,6 +29,17 @@ class Case(Base):
     """A conversation handed to officers: what happened, how urgent, what was collected."""
 
     __tablename__ = "cases"
+    # One open case per resident and category (revision 0006): open_case merges into it.
+    __table_args__ = (
+        Index(
+            "uq_cases_open_sender_category",
+            "sender_id",
+            "category",
+            unique=True,
+            postgresql_where=text("status <> 'closed'"),
+            sqlite_where=text("status <> 'closed'"),
+        ),
+    )
 
     id = Column(Integer, primary_key=True)
     sender_id = Column(String(128), nullable=False, index=True)  # the resident's WeChat openid
@@ -56,6 +69,12 @@ class Case(Base):
     notify_status = Column(String(16), nullable=True)  # pending | sent | failed
     notify_error = Column(Text, nullable=True)
     redacted_at = Column(DateTime(timezone=True), nullable=True)  # retention (revision 0005)
+    # ---- the DingTalk announcement's claim and patient retries (revision 0006)
+    notify_claimed_by = Column(String(128), nullable=True)  # host:pid of the worker
+    notify_claim_expires_at = Column(DateTime(timezone=True), nullable=True)
+    notify_attempts = Column(Integer, nullable=False, default=0, server_default="0")
+    notify_next_attempt_at = Column(DateTime(timezone=True), nullable=True)
+    notify_first_attempt_at = Column(DateTime(timezone=True), nullable=True)
 
 
 class CaseNote(Base):
@@ -111,6 +130,11 @@ class Ticket(Base):
     due_at = Column(DateTime(timezone=True), nullable=True)
     resolved_at = Column(DateTime(timezone=True), nullable=True)
     redacted_at = Column(DateTime(timezone=True), nullable=True)  # retention (revision 0005)
+    # ---- sending claims and patient retries (revision 0006)
+    claimed_by = Column(String(128), nullable=True)  # host:pid of the sending worker
+    claim_expires_at = Column(DateTime(timezone=True), nullable=True)
+    next_attempt_at = Column(DateTime(timezone=True), nullable=True)  # None: now
+    first_attempt_at = Column(DateTime(timezone=True), nullable=True)
 
 
 class Resident(Base):
@@ -184,6 +208,9 @@ class OutboxItem(Base):
     last_error = Column(Text, nullable=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     sent_at = Column(DateTime(timezone=True), nullable=True)
+    # ---- claims with an owner and an expiry (revision 0006)
+    claimed_by = Column(String(128), nullable=True)  # host:pid of the sending worker
+    claim_expires_at = Column(DateTime(timezone=True), nullable=True)
 
 
 class User(Base):

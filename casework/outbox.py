@@ -1,9 +1,21 @@
 """The persistent outbox: customer-service messages waiting for the WeChat API.
 
 A message is enqueued in the same transaction that records it as outbound, so nothing
-the bot or an officer says can be lost between "decided" and "sent". Workers claim due
-items with a conditional UPDATE (safe with several gateway workers on PostgreSQL),
-retry transient failures with exponential backoff and give up on permanent ones.
+the bot or an officer says can be lost between "decided" and "sent". Several gateway
+workers share the outbox through claims with an owner and an expiry (`casework.claims`).
+
+State machine of an item (`status`, with `claimed_by` / `claim_expires_at`):
+
+    pending ──claim (due: next_attempt_at <= now)──► sending (claimed_by=me, expires)
+    sending ──finish by the owner──► sent
+                                 ├─► pending (transient failure: next_attempt_at = backoff,
+                                 │            claim cleared)
+                                 └─► failed  (permanent, or MAX_ATTEMPTS reached)
+    sending ──claim expired (the owner died)──► sending (taken over by another worker)
+
+Only the current owner finishes: a worker whose claim was taken over writes nothing.
+Transient failures back off 2 s doubling to 10 min, at most MAX_ATTEMPTS attempts
+(WeChat only accepts customer-service messages for 48 h after the resident wrote).
 """
 
 from __future__ import annotations
@@ -11,16 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from casework import claims
 from casework.conversations import record_outbound
 from casework.models import Message, OutboxItem, utcnow
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=10)
-STALE_CLAIM = timedelta(minutes=5)  # a worker that claimed and died: retry after this
+CLAIM_TTL = claims.CLAIM_TTL  # a worker that claimed and died: taken over after this
 
 
 @dataclass(frozen=True)
@@ -55,34 +69,46 @@ def enqueue(
     return item
 
 
-def claim_due(*, session: Session, now: datetime | None = None, limit: int = 20) -> list[Claimed]:
-    """Claim up to `limit` items that are due; each is claimed by exactly one worker."""
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return ((OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now)) | (
+        (OutboxItem.status == "sending") & (OutboxItem.claim_expires_at <= now)
+    )
+
+
+def claim_due(
+    *,
+    session: Session,
+    owner: str | None = None,
+    now: datetime | None = None,
+    limit: int = claims.BATCH,
+    ttl: timedelta = CLAIM_TTL,
+) -> list[Claimed]:
+    """Claim up to `limit` due items for `owner` (default: this process); each item is
+    claimed by exactly one worker, and a claim is taken over only once it has expired."""
     now = now or utcnow()
-    candidates = session.execute(
-        select(OutboxItem.id)
-        .where(
-            ((OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now))
-            | ((OutboxItem.status == "sending") & (OutboxItem.next_attempt_at <= now - STALE_CLAIM))
-        )
-        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-        .limit(limit)
+    owner = owner or claims.worker_id()
+    ids = claims.claim(
+        session,
+        id_column=OutboxItem.id,
+        claimable=_claimable(now),
+        order_by=(OutboxItem.next_attempt_at, OutboxItem.id),
+        values={
+            "status": "sending",
+            "claimed_by": owner,
+            "claim_expires_at": now + ttl,
+            "attempts": OutboxItem.attempts + 1,
+        },
+        limit=limit,
+    )
+    if not ids:
+        return []
+    items = session.execute(
+        select(OutboxItem)
+        .where(OutboxItem.id.in_(ids))
+        .order_by(OutboxItem.id)
+        .execution_options(populate_existing=True)
     ).scalars()
-    claimed = []
-    for item_id in list(candidates):
-        result = session.execute(
-            update(OutboxItem)
-            .where(OutboxItem.id == item_id, OutboxItem.status.in_(("pending", "sending")))
-            .where(OutboxItem.next_attempt_at <= now)
-            .values(status="sending", attempts=OutboxItem.attempts + 1, next_attempt_at=now)
-        )
-        if result.rowcount == 1:
-            item = session.get(OutboxItem, item_id)
-            assert item is not None
-            session.refresh(item)
-            claimed.append(
-                Claimed(id=item.id, openid=item.openid, text=item.text, attempts=item.attempts)
-            )
-    return claimed
+    return [Claimed(id=i.id, openid=i.openid, text=i.text, attempts=i.attempts) for i in items]
 
 
 def _message_status(session: Session, item: OutboxItem, status: str) -> None:
@@ -91,27 +117,66 @@ def _message_status(session: Session, item: OutboxItem, status: str) -> None:
         message.status = status
 
 
-def mark_sent(*, session: Session, item_id: int) -> None:
-    item = session.get(OutboxItem, item_id)
+def _release(session: Session, item_id: int, owner: str, **values: object) -> OutboxItem | None:
+    """Finish our claim (None when it was taken over: write nothing)."""
+    if not claims.release(
+        session,
+        id_column=OutboxItem.id,
+        item_id=item_id,
+        owner_column=OutboxItem.claimed_by,
+        owner=owner,
+        values={"claimed_by": None, "claim_expires_at": None, **values},
+        also=OutboxItem.status == "sending",
+    ):
+        return None
+    item = session.get(OutboxItem, item_id, populate_existing=True)
+    return item
+
+
+def mark_sent(*, session: Session, item_id: int, owner: str | None = None) -> bool:
+    """The owner delivered the item. False when the claim was no longer ours."""
+    owner = owner or claims.worker_id()
+    item = _release(session, item_id, owner, status="sent", sent_at=utcnow(), last_error=None)
     if item is None:
-        return
-    item.status, item.sent_at, item.last_error = "sent", utcnow(), None
+        return False
     _message_status(session, item, "sent")
+    return True
 
 
-def mark_failed(*, session: Session, item_id: int, error: str, permanent: bool) -> str:
-    """Record a failed attempt: retry later with backoff, or give up. Returns the status."""
-    item = session.get(OutboxItem, item_id)
-    if item is None:
-        return "missing"
-    item.last_error = error[:1000]
-    if permanent or item.attempts >= MAX_ATTEMPTS:
-        item.status = "failed"
+def mark_failed(
+    *,
+    session: Session,
+    item_id: int,
+    error: str,
+    permanent: bool,
+    owner: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Record a failed attempt: retry later with backoff, or give up. Returns the status
+    ("lost" when the claim was taken over and nothing was written)."""
+    owner = owner or claims.worker_id()
+    now = now or utcnow()
+    current = session.execute(
+        select(OutboxItem.attempts).where(OutboxItem.id == item_id, OutboxItem.claimed_by == owner)
+    ).scalar_one_or_none()
+    if current is None:
+        return "lost"
+    if permanent or current >= MAX_ATTEMPTS:
+        item = _release(session, item_id, owner, status="failed", last_error=error[:1000])
+        if item is None:
+            return "lost"
         _message_status(session, item, "failed")
         return "failed"
-    delay = min(BASE_BACKOFF * (2 ** max(item.attempts - 1, 0)), MAX_BACKOFF)
-    item.status, item.next_attempt_at = "pending", utcnow() + delay
-    return "pending"
+    delay = min(BASE_BACKOFF * (2 ** max(current - 1, 0)), MAX_BACKOFF)
+    item = _release(
+        session,
+        item_id,
+        owner,
+        status="pending",
+        next_attempt_at=now + delay,
+        last_error=error[:1000],
+    )
+    return "lost" if item is None else "pending"
 
 
 def failed_items(*, session: Session) -> list[OutboxItem]:

@@ -5,13 +5,14 @@ A ticket's life is an explicit state machine (`TRANSITIONS`, defined once here):
 
     pending ──► sent ──► accepted ──► in_progress ──► resolved
        │  │       └─────────┴─────────────┴────────► rejected
-       │  └──► failed (could not be delivered: back to officers)
+       │  └──► failed (refused, or undeliverable for 24 h: back to officers)
        └─────► linked (created as a duplicate of an open ticket; never sent)
 
 The platform may skip states (a ticket resolved at once) and may call back before we
 have marked the ticket sent (its answer raced ours), so `pending` moves on too. The same
 status again is a no-op (the platform retried); anything else is going backwards or
-leaving a final state, and is refused.
+leaving a final state, and is refused. How a pending ticket is sent — claimed by one
+gateway worker, retried with backoff — is `casework.dispatch`'s.
 """
 
 from __future__ import annotations
@@ -161,17 +162,6 @@ def mark_sent(*, session: Session, ticket_id: int) -> bool:
         return False
     ticket.status = "sent"
     return True
-
-
-def due_for_sending(*, session: Session, limit: int = 20) -> list[Ticket]:
-    return list(
-        session.execute(
-            select(Ticket)
-            .where(Ticket.status == "pending", Ticket.send_attempts < 10)
-            .order_by(Ticket.id)
-            .limit(limit)
-        ).scalars()
-    )
 
 
 # The details the platform needs to act on a ticket. A list of what may leave rather than

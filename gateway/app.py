@@ -15,6 +15,7 @@ from gateway import observability, protocol
 from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
+from gateway.ratelimit import rate_limiter_from_settings
 from gateway.routes import (
     auth,
     cases,
@@ -83,6 +84,7 @@ def create_app(
             outbox_wakeup=worker.wakeup if worker else None,
             action_server=ActionServerProbe(settings.action_server_url if probe_actions else None),
             passive_budget=PASSIVE_BUDGET if passive_budget is None else passive_budget,
+            rate_limiter=rate_limiter_from_settings(settings),  # Redis when REDIS_URL is set
         )
         dispatcher = Dispatcher(
             database_url=settings.database_url,

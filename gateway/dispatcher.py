@@ -4,20 +4,25 @@ Cases are created by the action server (bot hand-offs) and by the gateway (bot d
 tickets coming back). Each pass finds cases nobody has announced yet, routes them to an
 officer (and the duty commander where needed) and notifies them through DingTalk; sends
 pending tickets to the governance platform; and brings overdue tickets back to officers.
-Items are claimed with conditional UPDATEs, so several gateway workers never double up.
+Cases and tickets are claimed with an owner and an expiry (`casework.dispatch`), so
+several gateway workers never double up and a dead worker's claims are taken over once
+they expire. A failed send records when to try again and the pass moves on: nothing in
+a pass sleeps (DingTalk is tried once per pass, `DingTalkRobot(retries=0)`). `clock` is
+injectable so tests move time (a ten-minute outage) instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from casework import db, dispatch, retention
+from casework import claims, db, dispatch, retention
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
+from casework.clock import utcnow
 from casework.privacy import mask_pii
 from gateway.background import BackgroundLoop
 from integrations.governance import GovernanceClient, GovernanceError
@@ -78,11 +83,14 @@ class Dispatcher(BackgroundLoop):
         poll_seconds: float = 1.0,
         retention_days: int = 0,
         tracker_url: str | None = None,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         super().__init__(poll_seconds=poll_seconds)
         self.retention_days = retention_days  # 0: no automatic purge (tests)
         self.tracker_url = tracker_url  # Rasa's tracker store, purged by the same rule
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = owner or claims.worker_id()
+        self.clock = clock
         self._next_retention_check = 0.0
         self.database_url = database_url
         self.notifier = notifier
@@ -117,7 +125,12 @@ class Dispatcher(BackgroundLoop):
 
     def _route_new_cases(self) -> list[Announcement]:
         with db.session_scope(self.database_url) as session:
-            routed = dispatch.route_new_cases(session=session, can_notify=self.notifier is not None)
+            routed = dispatch.route_new_cases(
+                session=session,
+                can_notify=self.notifier is not None,
+                owner=self.owner,
+                now=self.clock(),
+            )
         return [
             Announcement(
                 case.id,
@@ -129,13 +142,32 @@ class Dispatcher(BackgroundLoop):
     async def _announce(self, announcement: Announcement) -> None:
         assert self.notifier is not None
         error: str | None = None
+        permanent = False
         try:
             await asyncio.to_thread(self.notifier.send, announcement.notification)
         except NotifyError as failure:
-            error = str(failure) or type(failure).__name__
-            logger.error("notification for case %s failed: %s", announcement.case_id, error)
+            error, permanent = str(failure) or type(failure).__name__, failure.permanent
+        outcome = await asyncio.to_thread(
+            self._record_announcement, announcement.case_id, error, permanent
+        )
+        if outcome == "lost":
+            logger.warning(
+                "case %s: announcement claim taken over; not recorded", announcement.case_id
+            )
+        elif error is not None:
+            log = logger.error if outcome == "failed" else logger.warning
+            log("notification for case %s failed (%s): %s", announcement.case_id, outcome, error)
+
+    def _record_announcement(self, case_id: int, error: str | None, permanent: bool) -> str:
         with db.session_scope(self.database_url) as session:
-            dispatch.record_announcement(session=session, case_id=announcement.case_id, error=error)
+            return dispatch.record_announcement(
+                session=session,
+                case_id=case_id,
+                error=error,
+                permanent=permanent,
+                owner=self.owner,
+                now=self.clock(),
+            )
 
     # ---------------------------------------------------------------- tickets
 
@@ -153,13 +185,20 @@ class Dispatcher(BackgroundLoop):
 
     def _pending_tickets(self) -> list[tuple[int, dict]]:
         with db.session_scope(self.database_url) as session:
-            return dispatch.tickets_to_send(session=session)
+            return dispatch.tickets_to_send(session=session, owner=self.owner, now=self.clock())
 
     def _ticket_sent(self, ticket_id: int, error: str | None, permanent: bool) -> None:
         with db.session_scope(self.database_url) as session:
-            dispatch.record_ticket_sent(
-                session=session, ticket_id=ticket_id, error=error, permanent=permanent
+            outcome = dispatch.record_ticket_sent(
+                session=session,
+                ticket_id=ticket_id,
+                error=error,
+                permanent=permanent,
+                owner=self.owner,
+                now=self.clock(),
             )
+        if outcome == "lost":
+            logger.warning("ticket %s: sending claim taken over; not recorded", ticket_id)
 
     def _return_overdue_tickets(self) -> None:
         with db.session_scope(self.database_url) as session:

@@ -62,7 +62,9 @@ class ActionServerProbe:
 
 
 class RateLimiter:
-    """At most `limit` messages per resident per `window` seconds (per gateway worker)."""
+    """At most `limit` messages per resident per `window` seconds, in this worker's memory
+    (the embedded default); `gateway.ratelimit.RedisRateLimiter` shares the same limit
+    across workers when REDIS_URL is set."""
 
     def __init__(self, limit: int = 20, window: float = 60.0) -> None:
         self.limit, self.window = limit, window

@@ -3,10 +3,14 @@
 - `Notifier` is the interface (one method, `send`); `DingTalkRobot` implements it with a
   DingTalk custom-robot webhook signed with 加签 (`dingtalk_sign`); `RecordingNotifier`
   is the local fake for tests. A WeCom (企业微信) group robot would be another `Notifier`.
-- `DingTalkRobot.send` retries transient failures itself (HTTP errors, timeouts, refused
-  connections, any errcode but the permanent ones) with a doubling backoff, then raises
-  `NotifyError`; errcode 310000 (keyword, signature, timestamp or IP check failed) and
-  300001 (invalid access token) are permanent and raised at once: retrying cannot help.
+- `DingTalkRobot.send` classifies failures: transient ones (HTTP errors, timeouts, refused
+  connections, any errcode but the permanent ones) raise `NotifyError(permanent=False)`;
+  errcode 310000 (keyword, signature, timestamp or IP check failed) and 300001 (invalid
+  access token) are permanent: retrying cannot help. It can retry in place (`retries`,
+  with a doubling sleep) for one-off callers; the gateway's robot does not
+  (`notifier_from_settings`: `retries=0`): the dispatcher records the failure and the
+  case is tried again later with backoff for up to 24 h (`casework.dispatch`), so no
+  pass sleeps.
 - Logs carry the case id, attempt and errcode; never the secret, the signed URL (its
   access token), the message body or the officers' mobiles.
 - What leaves for the DingTalk group is masked here, whoever composed it: phone, ID-card
@@ -242,4 +246,4 @@ def notifier_from_settings(settings: Any) -> Notifier | None:
     secret = getattr(settings, "dingtalk_secret", None)
     if not secret:
         logger.warning("DINGTALK_SECRET not set: robot messages are sent without 加签")
-    return DingTalkRobot(url, secret)
+    return DingTalkRobot(url, secret, retries=0)  # the dispatcher retries (with backoff)

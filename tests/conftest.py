@@ -1,4 +1,5 @@
-"""Shared fixtures: a real database per test (SQLite always; PostgreSQL when reachable).
+"""Shared fixtures: a real database per test (SQLite always; PostgreSQL when reachable),
+and the local Redis (TEST_REDIS_URL) for what is shared through it.
 
 PostgreSQL tests read TEST_DATABASE_URL (default: the local server's `test` database) and
 run in a schema of their own that is dropped afterwards. They skip with the reason when
@@ -79,3 +80,38 @@ def sqlite_url(tmp_path, monkeypatch) -> Iterator[str]:
     db.migrate(url)
     yield url
     _reset_caches()
+
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The local Redis (TEST_REDIS_URL, default database 15). Skips with the reason when
+    unreachable — except under CI=true, where that is a failure. Tests write under
+    `redis_prefix`, which is cleaned up afterwards."""
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS)
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at {url} is unreachable under CI=true: {error}")
+        pytest.skip(f"Redis at {url} is unreachable: {error}")
+    yield url
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_url) -> Iterator[str]:
+    """A key prefix of this test's own in the test Redis, cleaned up afterwards."""
+    import redis
+
+    prefix = f"jmt-test:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()

@@ -119,13 +119,17 @@ def test_an_item_is_claimed_by_one_worker_only(database_url):
 
 def test_a_claim_abandoned_by_a_dead_worker_is_retried_later(database_url):
     item_id = queue("worker 崩溃")
+    now = utcnow()
     with db.session_scope() as session:
-        outbox.claim_due(session=session)
+        outbox.claim_due(session=session, owner="dead:1", now=now)
+    with db.session_scope() as session:  # not before its claim expires
+        later = now + outbox.CLAIM_TTL - timedelta(seconds=1)
+        assert outbox.claim_due(session=session, owner="alive:2", now=later) == []
     with db.session_scope() as session:
-        found = session.get(OutboxItem, item_id)
-        found.next_attempt_at = utcnow() - outbox.STALE_CLAIM - timedelta(seconds=1)
-    with db.session_scope() as session:
-        assert [c.id for c in outbox.claim_due(session=session)] == [item_id]
+        expired = now + outbox.CLAIM_TTL + timedelta(seconds=1)
+        assert [c.id for c in outbox.claim_due(session=session, owner="alive:2", now=expired)] == [
+            item_id
+        ]
 
 
 def test_gives_up_after_the_maximum_number_of_attempts(database_url):
