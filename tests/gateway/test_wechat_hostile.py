@@ -92,9 +92,7 @@ def gateway_app(database_url, monkeypatch, rasa):
         else:
             monkeypatch.setenv("WECHAT_MODE", mode)
         settings = gateway_settings(database_url, monkeypatch, aes=aes)
-        app = create_app(
-            settings, start_outbox=False, rasa=rasa, probe_actions=False
-        )
+        app = create_app(settings, start_outbox=False, rasa=rasa, probe_actions=False)
         client = TestClient(app)
         client.__enter__()
         started.append(client)
