@@ -212,3 +212,47 @@ def test_entities_used_in_examples_are_declared_in_the_domain():
                 for entity in message.get("entities") or []:
                     used[entity["entity"]] += 1
     assert set(used) <= declared
+
+
+# --- entity annotations line up with the tokens DIET learns them on ---
+
+
+@lru_cache(maxsize=1)
+def _jieba():  # the project's user dictionary loaded, as JiebaTokenizer loads it
+    import jieba
+
+    for dictionary in sorted(p for p in paths.JIEBA_DICT.iterdir() if p.is_file()):
+        jieba.load_userdict(str(dictionary))
+    return jieba
+
+
+def misaligned(text: str, entities: list[dict]) -> list[str]:
+    """The annotated spans of `text` that do not start and end on a jieba token boundary
+    (training warns "Misaligned entity annotation" for them and DIET learns them badly)."""
+    tokens = list(_jieba().tokenize(text))
+    starts = {start for _, start, _ in tokens}
+    ends = {end for _, _, end in tokens}
+    return [
+        text[e["start"] : e["end"]]
+        for e in entities
+        if e["start"] not in starts or e["end"] not in ends
+    ]
+
+
+def test_entity_annotations_fall_on_jieba_token_boundaries():
+    found = []
+    for folder in paths.TRAINING_DATA[:3]:
+        for file in sorted(folder.rglob("*.yml")):
+            for message in load_data(str(file)).training_examples:
+                spans = misaligned(message.get("text"), message.get("entities") or [])
+                found += [(file.name, message.get("text"), span) for span in spans]
+    assert found == []
+
+
+def test_a_span_cutting_a_jieba_word_is_reported():
+    # jieba reads 月工资 as one word: "工资" alone cannot be an entity of this sentence
+    text = "老板拖欠我三个月工资不给怎么办"
+    start = text.index("工资")
+    assert misaligned(text, [{"start": start, "end": start + 2}]) == ["工资"]
+    start = text.index("老板")
+    assert misaligned(text, [{"start": start, "end": start + 2}]) == []
