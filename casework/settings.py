@@ -102,6 +102,9 @@ class Settings:
     actions_token: str | None = None  # shared secret Rasa sends the action server
     wechat_mode: str = "plain"  # plain | compat | safe (WeChat's 消息加解密方式)
     retention_days: int = 180  # residents' words and closed cases are anonymised after this
+    # Several Rasa replicas (RASA_URLS, comma-separated); empty: RASA_URL alone. The
+    # launcher's live list ($JMT_VAR_DIR/rasa-urls.json) replaces it while that file exists.
+    rasa_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -157,6 +160,11 @@ class Settings:
             .strip()
             .lower(),
             retention_days=int(_env("RETENTION_DAYS") or 180),
+            rasa_urls=tuple(
+                url.strip().rstrip("/")
+                for url in (_env("RASA_URLS") or "").split(",")
+                if url.strip()
+            ),
         )
 
     @property

@@ -57,7 +57,7 @@ def create_app(
         if not settings.development:  # fail closed on demo accounts too (issue 8)
             with db.session_scope(settings.database_url) as session:
                 posture.check_production_database(session=session)
-        client = rasa or RasaClient(settings.rasa_url, token=settings.rasa_token)
+        client = rasa or RasaClient.from_settings(settings)
         worker = None
         if settings.wechat_app_id and settings.wechat_app_secret:
             api = WeChatApi(
