@@ -7,7 +7,12 @@
    arrival) goes back in the HTTP response; a later one goes through the outbox
    (customer-service API).
 4. Rasa or the action server down or too slow: the resident is told a human will answer
-   and an open case is recorded for officers; later messages try the bot again.
+   and an open case is recorded for officers; later messages try the bot again. The
+   message is never sent to Rasa twice (integrations.rasa: only a request that no replica
+   accepted goes to another replica).
+5. One owner, really: when the database says the bot owns the conversation but Rasa's
+   tracker is paused (a restore, a purge, a crash between a hand-off's two writes), the
+   conversation is resumed and the message asked again, once (`_unpause`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections import defaultdict, deque
 
 import httpx
 
-from casework import db, handling, intake
+from casework import conversations, db, handling, intake
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
 from gateway.messages import Incoming, bot_texts, compose
@@ -160,6 +165,10 @@ class InboundService:
                 entities=parsed.entities,
             )
 
+    def _owner(self, openid: str) -> str:
+        with db.session_scope(self.database_url) as session:
+            return conversations.conversation_for(session=session, openid=openid).owner
+
     def _bot_down_case(self, openid: str, content: str, error: str) -> None:
         with db.session_scope(self.database_url) as session:
             intake.open_bot_down_case(session=session, openid=openid, content=content, error=error)
@@ -206,7 +215,7 @@ class InboundService:
     async def _ask_bot(
         self, incoming: Incoming, stored: StoredInbound, arrived: float
     ) -> str | None:
-        task = asyncio.create_task(self._bot_turn(incoming))
+        task = asyncio.create_task(self._bot_turn(incoming, stored.message_id))
         left = max(self.passive_budget - (time.monotonic() - arrived), 0.0)
         try:
             texts, error = await asyncio.wait_for(asyncio.shield(task), left)
@@ -228,20 +237,52 @@ class InboundService:
             await asyncio.to_thread(self._enqueue, stored, incoming.openid, rest, "bot")
         return passive
 
-    async def _bot_turn(self, incoming: Incoming) -> tuple[list[str], str | None]:
+    async def _bot_turn(self, incoming: Incoming, message_id: int) -> tuple[list[str], str | None]:
         """(texts, None) from the bot, or ([], error) when it is unavailable."""
         if not await self.action_server.up():
             # Rasa would answer without its custom actions: intakes would silently stall.
             logger.error("action server down; %s goes to officers", incoming.openid)
             return [], "action server unavailable"
+        # Our message id travels with the message, so its tracker entry can be told apart.
+        metadata = {**incoming.metadata, "gateway_message_id": message_id}
         try:
-            replies = await self.rasa.send(
-                incoming.openid, incoming.bot_text or "", incoming.metadata
-            )
+            replies = await self.rasa.send(incoming.openid, incoming.bot_text or "", metadata)
+            if not replies:
+                replies = await self._unpause(incoming, metadata)
         except RasaUnavailable as error:
             logger.error("Rasa unavailable for %s: %s", incoming.openid, error)
             return [], str(error)
         return bot_texts(replies), None
+
+    async def _unpause(self, incoming: Incoming, metadata: dict) -> list[dict]:
+        """Rasa said nothing. When that is because its tracker is paused although the
+        database says the bot owns the conversation, give the conversation back to the bot
+        and ask again, once; otherwise the bot really chose silence.
+
+        Not a second turn: in Rasa 3.6 a paused tracker logs the message (`log_message` →
+        UserUttered) but runs no prediction (`MessageProcessor._should_handle_message`),
+        so the message is first reverted (`rewind`) together with the resume, and the
+        tracker ends with one turn for it. The rewind is sent only when the tracker's latest
+        message is this very one (its `gateway_message_id`)."""
+        state = await self.rasa.tracker_state(incoming.openid)
+        if state is None or not state.paused:
+            return []
+        latest = state.latest_message.get("metadata") or {}
+        if latest.get("gateway_message_id") != metadata["gateway_message_id"]:
+            logger.warning(
+                "%s's tracker is paused, but its latest message is not this one; left as is",
+                incoming.openid,
+            )
+            return []
+        if await asyncio.to_thread(self._owner, incoming.openid) != "bot":
+            return []  # an officer owns it now: paused is right
+        logger.warning(
+            "%s's tracker was paused while the bot owns the conversation: resuming it",
+            incoming.openid,
+        )
+        if not await self.rasa.resume(incoming.openid, revert_latest=True):
+            raise RasaUnavailable("the paused conversation could not be resumed")
+        return await self.rasa.send(incoming.openid, incoming.bot_text or "", metadata)
 
     async def _deliver_late(
         self, task: asyncio.Task, incoming: Incoming, stored: StoredInbound
