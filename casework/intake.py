@@ -41,6 +41,7 @@ class StoredInbound(BaseModel):
     new: bool  # False: a retry of a message already stored
     reply: str | None  # the passive reply it already got (repeated on retries)
     owner: str  # who owns the conversation: bot | officer
+    awaiting_rating: bool = False  # the resident was asked to rate a closed case
 
     class Config:
         frozen = True
@@ -103,6 +104,7 @@ def store_inbound(
         new=new,
         reply=message.reply,
         owner=conversation.owner,
+        awaiting_rating=conversation.awaiting_rating_case_id is not None,
     )
 
 

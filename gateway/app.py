@@ -73,11 +73,13 @@ def create_app(
             logger.warning("WECHAT_APP_ID/SECRET not set: customer-service messages stay queued")
         app.state.rasa = client
         app.state.outbox = worker
+        probe = ActionServerProbe(settings.action_server_url if probe_actions else None)
         app.state.inbound = InboundService(
             rasa=client,
             database_url=settings.database_url,
             outbox_wakeup=worker.wakeup if worker else None,
-            action_server=ActionServerProbe(settings.action_server_url if probe_actions else None),
+            action_server=probe,
+            tracker_url=settings.rasa_tracker_url,
             passive_budget=PASSIVE_BUDGET if passive_budget is None else passive_budget,
         )
         dispatcher = Dispatcher(
@@ -94,6 +96,7 @@ def create_app(
         yield
         await dispatcher.stop()
         await app.state.inbound.drain()
+        await probe.close()
         if worker is not None:
             await worker.stop()
         await client.close()

@@ -24,11 +24,11 @@ from collections import defaultdict, deque
 
 import httpx
 
-from casework import conversations, db, handling, intake
+from casework import conversations, db, handling, intake, tracker_store
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
 from gateway.messages import Incoming, bot_texts, compose
-from integrations.rasa import ParseResult, RasaClient, RasaUnavailable
+from integrations.rasa import ParseResult, RasaClient, RasaUnavailable, parse_result
 
 logger = logging.getLogger(__name__)
 
@@ -42,27 +42,44 @@ RATE_LIMITED = "您的消息发得有点快，我们都已收到，请稍等片�
 
 class ActionServerProbe:
     """Is the action server up? Rasa answers even when it is down (it just skips the custom
-    actions), so the gateway asks the action server itself, at most every few seconds."""
+    actions), so the gateway asks the action server itself, at most every few seconds.
+    Only the first check waits for the answer; later ones refresh in the background (one
+    kept client), so no message waits for the probe."""
 
     def __init__(self, url: str | None, *, every: float = 3.0) -> None:
         self.url = url.rstrip("/") + "/health" if url else None
         self.every = every
         self._checked_at = float("-inf")
         self._up = True
+        self._http: httpx.AsyncClient | None = None
+        self._refresh: asyncio.Task | None = None
 
     async def up(self) -> bool:
         if self.url is None:
             return True
-        now = time.monotonic()
-        if now - self._checked_at < self.every:
-            return self._up
+        if self._checked_at == float("-inf"):
+            await self._check()
+        elif time.monotonic() - self._checked_at >= self.every and (
+            self._refresh is None or self._refresh.done()
+        ):
+            self._refresh = asyncio.create_task(self._check())
+        return self._up
+
+    async def _check(self) -> None:
+        assert self.url is not None
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=1.5)
         try:
-            async with httpx.AsyncClient(timeout=1.5) as client:
-                self._up = (await client.get(self.url)).status_code == 200
+            self._up = (await self._http.get(self.url)).status_code == 200
         except httpx.HTTPError:
             self._up = False
-        self._checked_at = now
-        return self._up
+        self._checked_at = time.monotonic()
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 class RateLimiter:
@@ -93,6 +110,7 @@ class InboundService:
         passive_budget: float = PASSIVE_BUDGET,
         outbox_wakeup: asyncio.Event | None = None,
         action_server: ActionServerProbe | None = None,
+        tracker_url: str | None = None,
     ) -> None:
         self.rasa = rasa
         self.action_server = action_server or ActionServerProbe(None)
@@ -100,6 +118,8 @@ class InboundService:
         self.rate_limiter = rate_limiter or RateLimiter()
         self.passive_budget = passive_budget
         self.outbox_wakeup = outbox_wakeup
+        # Rasa's SQL tracker store: parses are read there, not from a replica (cheaper).
+        self.tracker_url = tracker_url
         self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ storage (sync)
@@ -118,7 +138,8 @@ class InboundService:
             )
 
     def _answer_passively(self, stored: StoredInbound, text: str, sender: str) -> None:
-        with db.session_scope(self.database_url) as session:
+        # Not durable: the reply is already on its way; a database crash may lose its record.
+        with db.session_scope(self.database_url, durable=False) as session:
             intake.answer_passively(
                 session=session,
                 message_id=stored.message_id,
@@ -155,7 +176,7 @@ class InboundService:
             intake.set_status(session=session, message_id=message_id, status=status)
 
     def _record_parse(self, message_id: int, parsed: ParseResult) -> None:
-        with db.session_scope(self.database_url) as session:
+        with db.session_scope(self.database_url, durable=False) as session:
             intake.record_parse(
                 session=session,
                 message_id=message_id,
@@ -164,6 +185,16 @@ class InboundService:
                 ranking=parsed.ranking,
                 entities=parsed.entities,
             )
+
+    def _record_stored_parse(self, openid: str, message_id: int) -> bool:
+        """Record the parse Rasa stored for this message; False when it cannot be read."""
+        if self.tracker_url is None:
+            return False
+        found = tracker_store.latest_user_parse(tracker_url=self.tracker_url, sender_id=openid)
+        if found is None:
+            return False
+        self._record_parse(message_id, parse_result(found))
+        return True
 
     def _owner(self, openid: str) -> str:
         with db.session_scope(self.database_url) as session:
@@ -205,7 +236,7 @@ class InboundService:
         if not self.rate_limiter.allow(incoming.openid):
             await asyncio.to_thread(self._answer_passively, stored, RATE_LIMITED, "system")
             return RATE_LIMITED
-        if await asyncio.to_thread(self._take_rating, incoming):
+        if stored.awaiting_rating and await asyncio.to_thread(self._take_rating, incoming):
             await asyncio.to_thread(
                 self._answer_passively, stored, handling.RATING_THANKS, "system"
             )
@@ -303,6 +334,8 @@ class InboundService:
         self._keep(asyncio.create_task(self._fetch_parse(incoming.openid, message_id)))
 
     async def _fetch_parse(self, openid: str, message_id: int) -> None:
+        if await asyncio.to_thread(self._record_stored_parse, openid, message_id):
+            return
         parsed = await self.rasa.latest_parse(openid)
         await asyncio.to_thread(self._record_parse, message_id, parsed)
 

@@ -84,6 +84,21 @@ class ParseResult:
     entities: list[dict[str, Any]] = field(default_factory=list)  # [{entity, value, start, end}]
 
 
+def parse_result(parse: dict[str, Any]) -> ParseResult:
+    """A ParseResult from Rasa's parse data (a tracker's latest_message, or the
+    parse_data of a stored user event)."""
+    intent = parse.get("intent") or {}
+    ranking = [
+        {"name": r.get("name"), "confidence": r.get("confidence")}
+        for r in (parse.get("intent_ranking") or [])[:5]
+    ]
+    entities = [
+        {k: e.get(k) for k in ("entity", "value", "start", "end")}
+        for e in parse.get("entities") or []
+    ]
+    return ParseResult(intent.get("name"), intent.get("confidence"), ranking, entities)
+
+
 @dataclass(frozen=True)
 class TrackerState:
     """What the gateway needs of a conversation's tracker (GET …/tracker)."""
@@ -390,17 +405,7 @@ class RasaClient:
         if state is None:
             logger.warning("could not read the parse of %s's message", sender)
             return ParseResult(None, None)
-        latest = state.latest_message
-        intent = latest.get("intent") or {}
-        ranking = [
-            {"name": r.get("name"), "confidence": r.get("confidence")}
-            for r in (latest.get("intent_ranking") or [])[:5]
-        ]
-        entities = [
-            {k: e.get(k) for k in ("entity", "value", "start", "end")}
-            for e in latest.get("entities") or []
-        ]
-        return ParseResult(intent.get("name"), intent.get("confidence"), ranking, entities)
+        return parse_result(state.latest_message)
 
     async def resume(self, sender: str, *, revert_latest: bool = False) -> bool:
         """Give the conversation back to the bot after an officer closes the case: end any
