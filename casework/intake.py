@@ -9,7 +9,7 @@ failed to store is still new when WeChat retries it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -109,7 +109,13 @@ def store_inbound(
 
 
 def answer_passively(
-    *, session: Session, message_id: int, conversation_id: int, text: str, sender: str
+    *,
+    session: Session,
+    message_id: int,
+    conversation_id: int,
+    text: str,
+    sender: str,
+    answered_at: datetime | None = None,
 ) -> None:
     """The passive reply in the transcript, and on the message for WeChat's retries."""
     conversations.record_outbound(
@@ -118,6 +124,7 @@ def answer_passively(
         text=text,
         sender=sender,
         delivery="passive",
+        created_at=answered_at,
     )
     message = session.get(Message, message_id)
     if message is not None:

@@ -21,10 +21,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import httpx
 
 from casework import conversations, db, handling, intake, tracker_store
+from casework.clock import utcnow
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
 from gateway.messages import Incoming, bot_texts, compose
@@ -137,7 +140,9 @@ class InboundService:
                 event=incoming.event,
             )
 
-    def _answer_passively(self, stored: StoredInbound, text: str, sender: str) -> None:
+    def _answer_passively(
+        self, stored: StoredInbound, text: str, sender: str, at: datetime | None = None
+    ) -> None:
         # Not durable: the reply is already on its way; a database crash may lose its record.
         with db.session_scope(self.database_url, durable=False) as session:
             intake.answer_passively(
@@ -146,6 +151,7 @@ class InboundService:
                 conversation_id=stored.conversation_id,
                 text=text,
                 sender=sender,
+                answered_at=at,
             )
 
     def _enqueue(self, stored: StoredInbound, openid: str, texts: list[str], sender: str) -> None:
@@ -212,11 +218,15 @@ class InboundService:
         *,
         signed: SignedCallback | None = None,
         arrived: float | None = None,
+        after: list[Callable[[], Awaitable[None]]] | None = None,
     ) -> str | None:
         """The passive reply text for this request, or None for `success`. `arrived`
         (time.monotonic() when the request came in) starts the passive-reply budget:
         WeChat's 5 s run from its request, not from when we got round to asking the bot.
-        Raises `intake.Replayed` when `signed` was seen with another body."""
+        With `after`, the records of a bot's passive answer (the reply in the transcript,
+        the parse) are left there for the caller to run once the reply is sent — they
+        are not what the resident waits for; without it they are written before
+        returning. Raises `intake.Replayed` when `signed` was seen with another body."""
         arrived = time.monotonic() if arrived is None else arrived
         stored = await asyncio.to_thread(self._store, incoming, signed)
         if not stored.new:
@@ -241,10 +251,14 @@ class InboundService:
                 self._answer_passively, stored, handling.RATING_THANKS, "system"
             )
             return handling.RATING_THANKS
-        return await self._ask_bot(incoming, stored, arrived)
+        return await self._ask_bot(incoming, stored, arrived, after)
 
     async def _ask_bot(
-        self, incoming: Incoming, stored: StoredInbound, arrived: float
+        self,
+        incoming: Incoming,
+        stored: StoredInbound,
+        arrived: float,
+        after: list[Callable[[], Awaitable[None]]] | None = None,
     ) -> str | None:
         task = asyncio.create_task(self._bot_turn(incoming, stored.message_id))
         left = max(self.passive_budget - (time.monotonic() - arrived), 0.0)
@@ -257,13 +271,23 @@ class InboundService:
         if error is not None:
             await asyncio.to_thread(self._bot_down_case, incoming.openid, incoming.content, error)
             texts = [BOT_UNAVAILABLE]
-        else:
+        elif after is None:
             self.record_parse_later(incoming, stored.message_id)
         if not texts:
             await asyncio.to_thread(self._set_status, stored.message_id, "answered")
             return None  # the bot chose to say nothing (e.g. the conversation is paused)
         passive, rest = compose(texts)
-        await asyncio.to_thread(self._answer_passively, stored, passive, "bot")
+        if after is None:
+            await asyncio.to_thread(self._answer_passively, stored, passive, "bot")
+        else:
+            answered_at = utcnow()  # the transcript keeps the order of the conversation
+
+            async def record() -> None:
+                await asyncio.to_thread(self._answer_passively, stored, passive, "bot", answered_at)
+                if error is None:
+                    await self._fetch_parse(incoming.openid, stored.message_id)
+
+            after.append(record)
         if rest:
             await asyncio.to_thread(self._enqueue, stored, incoming.openid, rest, "bot")
         return passive

@@ -159,3 +159,30 @@ def test_a_paused_tracker_that_cannot_be_resumed_means_fallback_and_a_case(wecha
     assert len(rasa.calls) == 1  # not asked again while still paused
     [case] = rows(Case, sender_id="o-stuck")
     assert case.reason == "bot_unavailable"
+
+
+# ------------------------------------------------------------------ records after the reply
+
+
+def test_a_passive_answer_is_recorded_after_sending_in_conversation_order(wechat, rasa):
+    """The reply's transcript record and parse are written once the reply is sent (not
+    what the resident waits for), dated when the answer was given."""
+    from casework.conversations import messages_of
+
+    for text in ("你好", "身份证丢了怎么补办"):
+        assert wechat.reply_text(wechat.post(text_xml("o-order", text))) == f"收到：{text}"
+    [inbound, *_] = rows(Message, direction="in")
+    with db.session_scope() as session:
+        transcript = messages_of(session=session, conversation_id=inbound.conversation_id)
+        lines = [(m.direction, m.content, m.delivery) for m in transcript]
+    assert lines == [
+        ("in", "你好", None),
+        ("out", "收到：你好", "passive"),
+        ("in", "身份证丢了怎么补办", None),
+        ("out", "收到：身份证丢了怎么补办", "passive"),
+    ]
+    assert [m.intent for m in rows(Message, direction="in")] == ["faq", "faq"]
+    assert [m.reply for m in rows(Message, direction="in")] == [
+        "收到：你好",
+        "收到：身份证丢了怎么补办",
+    ]
