@@ -409,14 +409,18 @@ class RasaClient:
 
     async def resume(self, sender: str, *, revert_latest: bool = False) -> bool:
         """Give the conversation back to the bot after an officer closes the case: end any
-        intake the officer took over mid-way, and un-pause the conversation. With
-        `revert_latest`, the latest user message is first reverted (`rewind`): a paused
-        tracker logged it without running the turn, and it is about to be sent again."""
+        intake the officer took over mid-way, un-pause the conversation, and listen (a
+        paused tracker ran no `action_listen`; without one the policies would answer the
+        next message with silence). With `revert_latest`, the latest user message is
+        first reverted (`rewind`): a paused tracker logged it without running the turn,
+        and it is about to be sent again. (In Rasa, a rewind also drops the events back to
+        the action before that message — the pause among them.)"""
         events = [
             *([{"event": "rewind"}] if revert_latest else []),
             {"event": "active_loop", "name": None},
             {"event": "slot", "name": "requested_slot", "value": None},
             {"event": "resume"},
+            {"event": "action", "name": "action_listen"},
         ]
         try:
             response = await self._request(

@@ -79,6 +79,7 @@ class StandInRasa:
         if revert_latest:
             self.events.setdefault(sender, []).append({"event": "rewind"})
         self.events.setdefault(sender, []).append({"event": "resume"})
+        self.events[sender].append({"event": "action", "name": "action_listen"})
         self.paused.discard(sender)
         return True
 

@@ -101,7 +101,13 @@ def test_a_paused_tracker_is_resumed_when_the_bot_owns_the_conversation(wechat, 
     assert reply == "收到：请问户口怎么迁"
     assert rasa.resumed == ["o-restored"]
     assert "o-restored" not in rasa.paused
-    assert [e["event"] for e in rasa.events["o-restored"]] == ["user", "rewind", "resume", "user"]
+    assert [e["event"] for e in rasa.events["o-restored"]] == [
+        "user",
+        "rewind",
+        "resume",
+        "action",  # action_listen: the bot listens again
+        "user",
+    ]
     assert user_turns(rasa.events["o-restored"]) == 1
     assert rows(Case) == []
     # The next message goes straight through.

@@ -169,7 +169,7 @@ def test_tracker_calls_go_to_any_live_replica():
             try:
                 return (
                     await client.latest_parse("resident"),
-                    await client.resume("resident"),
+                    await client.resume("resident", revert_latest=True),
                     await client.healthy(),
                 )
             finally:
@@ -181,6 +181,15 @@ def test_tracker_calls_go_to_any_live_replica():
         "/conversations/resident/tracker",
         "/conversations/resident/tracker/events",
         "/status",
+    ]
+    # Revert the message a paused tracker logged without a turn, end any intake, un-pause,
+    # and listen: the message sent again is then predicted on as a fresh turn.
+    assert seen[1]["body"] == [
+        {"event": "rewind"},
+        {"event": "active_loop", "name": None},
+        {"event": "slot", "name": "requested_slot", "value": None},
+        {"event": "resume"},
+        {"event": "action", "name": "action_listen"},
     ]
 
 
