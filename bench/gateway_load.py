@@ -3,12 +3,43 @@ the same messages sent straight to Rasa's REST channel, in one run.
 
 Starts the action server, Rasa and the gateway (SQLite in a temporary folder unless
 DATABASE_URL is set), then prints for both paths p50/p95/p99 latency and messages per
-second, the gateway's overhead as a ratio of p50s, and the lost and duplicated messages
-(targets: 0 and 0; overhead at p50 ≤ 1.25×). A message is lost when it was not stored or
-got no answer; duplicated when Rasa saw it more than once or it got two answers.
+second, the gateway's overhead as ratios of p50/p95/p99, and the lost and duplicated
+messages (targets: 0 and 0; overhead at p50 ≤ 1.25× on SQLite, ≤ 1.15× on PostgreSQL).
+A message is lost when it was not stored or got no answer; duplicated when Rasa's tracker
+holds more turns than messages sent (a message a paused tracker logged and the gateway
+reverted is no turn: `integrations.rasa.user_turns`). `--interleave` sends each message
+through the gateway and then straight to Rasa, so both paths see the same load — use it
+on a shared machine, where the load drifts between two separate passes.
 
 Usage: .venv/bin/python bench/gateway_load.py [--residents 40] [--messages 5]
-       [--concurrency 8] [--retry-share 0.2]
+       [--concurrency 8] [--retry-share 0.2] [--interleave]
+
+Results (issue 10), sequential: `--concurrency 1 --interleave`, 200 messages, 20 %
+retried. Measured on the 2-core development machine while six other engineers trained
+models and ran test suites on it (load average 13–21), so absolute latencies are 8–15×
+an idle machine's (Rasa alone: p50 ~26 ms idle); the ratios are what to compare.
+
+| database   | code   | /wechat p50/p95/p99 | Rasa REST p50/p95/p99 | ratio p50/p95/p99 |
+|------------|--------|---------------------|-----------------------|-------------------|
+| SQLite     | before | 417 / 1311 / 1887 ms | 258 / 831 / 1219 ms  | 1.61 / 1.58 / 1.55 |
+| SQLite     | after  | 401 / 1681 / 2843 ms | 375 / 1557 / 2648 ms | 1.07 / 1.08 / 1.07 |
+| PostgreSQL | before | 413 / 1170 / 1729 ms | 248 / 1019 / 1288 ms | 1.66 / 1.15 / 1.34 |
+| PostgreSQL | after  | 408 / 1291 / 2030 ms | 317 / 1145 / 1658 ms | 1.29 / 1.13 / 1.22 |
+
+Lost 0 and duplicated 0 in every run. Where the time went (profiled in-process and with
+cProfile): on SQLite every session opened and closed the database file (SQLAlchemy 1.4's
+NullPool; ~18 ms per close) and every commit paid the rollback journal's fsyncs (~20 ms
+each on this disk) — four transactions per message; the action-server probe built a new
+HTTP client every 3 s on the request path; the parse-recording call made Rasa load and
+replay the whole tracker once more per message; a rating transaction ran for every
+message. After: pooled SQLite in WAL with synchronous=NORMAL (store 48 → 6 ms, reply
+record 23 → 1.2 ms, parse record 21 → 0.7 ms, same loaded machine), the passive reply and
+the parse recorded after the reply is sent (and on PostgreSQL without waiting for the WAL
+flush), the parse read from Rasa's SQL tracker store, the probe refreshed in the
+background, the rating looked up only when one was asked for. What remains on
+PostgreSQL is the durable commit of the inbound message (stored before answering, design
+rule 1) and the ~14 statements of `intake.store_inbound` (savepoints, nonce pruning);
+on this loaded machine each round trip to the shared PostgreSQL server waits for a core.
 """
 
 from __future__ import annotations
@@ -39,6 +70,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from casework import db  # noqa: E402
 from casework.models import Message, OutboxItem  # noqa: E402
+from integrations.rasa import user_turns  # noqa: E402
 from jmt import launch, paths  # noqa: E402
 from jmt.train import train  # noqa: E402
 
@@ -112,6 +144,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--retry-share", type=float, default=0.2)
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="alternate the two paths message by message (rates then cover both together)",
+    )
     args = parser.parse_args()
     random.seed(7)
 
@@ -193,15 +230,39 @@ def main() -> None:
                 latencies.append(latency)
             return latencies
 
+        def resident_interleaved(openid: str) -> tuple[list[float], list[float]]:
+            """Each message through the gateway, then the same text straight to Rasa: both
+            paths see the same machine load (a shared machine's load drifts over a run)."""
+            via_gateway, via_rasa = [], []
+            for text, msg_id in by_resident[openid]:
+                url, body = wechat_request(gateway, openid, text, msg_id)
+                via_gateway.append(post(url, body, "text/xml")[0])
+                if random.random() < args.retry_share:  # WeChat retries the same MsgId
+                    url, body = wechat_request(gateway, openid, text, msg_id)
+                    post(url, body, "text/xml")
+                direct = json.dumps({"sender": f"direct-{openid}", "message": text}).encode()
+                via_rasa.append(
+                    post(f"{rasa_url}/webhooks/rest/webhook", direct, "application/json")[0]
+                )
+            return via_gateway, via_rasa
+
         results = {}
-        for name, runner in (
-            ("via /wechat", resident_via_gateway),
-            ("straight to Rasa REST", resident_via_rasa),
-        ):
+        if args.interleave:
             started = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
-                latencies = [x for chunk in pool.map(runner, by_resident) for x in chunk]
-            results[name] = (latencies, time.perf_counter() - started)
+                chunks = list(pool.map(resident_interleaved, by_resident))
+            seconds = time.perf_counter() - started  # both paths together
+            results["via /wechat"] = ([x for g, _ in chunks for x in g], seconds)
+            results["straight to Rasa REST"] = ([x for _, r in chunks for x in r], seconds)
+        else:
+            for name, runner in (
+                ("via /wechat", resident_via_gateway),
+                ("straight to Rasa REST", resident_via_rasa),
+            ):
+                started = time.perf_counter()
+                with ThreadPoolExecutor(args.concurrency) as pool:
+                    latencies = [x for chunk in pool.map(runner, by_resident) for x in chunk]
+                results[name] = (latencies, time.perf_counter() - started)
 
         time.sleep(3)  # late answers (if any) reach the outbox
         lost = duplicated = 0
@@ -231,8 +292,8 @@ def main() -> None:
                     f"{rasa_url}/conversations/{openid}/tracker?token={rasa_token}", timeout=30
                 ) as reply:
                     events = json.loads(reply.read())["events"]
-                turns = sum(1 for e in events if e.get("event") == "user")
-                duplicated += max(0, turns - len(sent))
+                # A message a paused tracker logged and the gateway reverted is no turn.
+                duplicated += max(0, user_turns(events) - len(sent))
     finally:
         for process in processes:
             process.terminate()
@@ -246,8 +307,12 @@ def main() -> None:
     )
     print(summary("via /wechat", gateway_lat, gateway_s))
     print(summary("straight to Rasa REST", rasa_lat, rasa_s))
-    ratio = statistics.median(gateway_lat) / statistics.median(rasa_lat)
-    print(f"gateway overhead p50   {ratio:.2f}x   (target ≤ 1.25x)")
+    ratios = [percentile(gateway_lat, p) / percentile(rasa_lat, p) for p in (50, 95, 99)]
+    target = "1.25x on SQLite" if database.startswith("sqlite") else "1.15x on PostgreSQL"
+    print(
+        f"gateway overhead       p50 {ratios[0]:.2f}x  p95 {ratios[1]:.2f}x  p99 {ratios[2]:.2f}x"
+        f"   (target p50 ≤ {target})"
+    )
     print(f"lost messages          {lost}   (target 0)")
     print(f"inbound statuses       {dict(statuses)}")
     print(f"duplicated messages    {duplicated}   (target 0)")

@@ -7,6 +7,7 @@ message already stored (and of the reply it already got).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -89,7 +90,10 @@ def record_outbound(
     sender: str,
     delivery: str,
     msg_type: str = "text",
+    created_at: datetime | None = None,
 ) -> Message:
+    """An answer in the transcript. `created_at`: when it was given, for a record written
+    a moment later (the gateway records a passive reply after sending it)."""
     message = Message(
         conversation_id=conversation_id,
         direction="out",
@@ -99,6 +103,7 @@ def record_outbound(
         status="sent" if delivery == "passive" else "queued",
         sender=sender,
         delivery=delivery,
+        created_at=created_at or utcnow(),
     )
     session.add(message)
     session.flush()

@@ -9,7 +9,7 @@ failed to store is still new when WeChat retries it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -41,6 +41,7 @@ class StoredInbound(BaseModel):
     new: bool  # False: a retry of a message already stored
     reply: str | None  # the passive reply it already got (repeated on retries)
     owner: str  # who owns the conversation: bot | officer
+    awaiting_rating: bool = False  # the resident was asked to rate a closed case
 
     class Config:
         frozen = True
@@ -103,11 +104,18 @@ def store_inbound(
         new=new,
         reply=message.reply,
         owner=conversation.owner,
+        awaiting_rating=conversation.awaiting_rating_case_id is not None,
     )
 
 
 def answer_passively(
-    *, session: Session, message_id: int, conversation_id: int, text: str, sender: str
+    *,
+    session: Session,
+    message_id: int,
+    conversation_id: int,
+    text: str,
+    sender: str,
+    answered_at: datetime | None = None,
 ) -> None:
     """The passive reply in the transcript, and on the message for WeChat's retries."""
     conversations.record_outbound(
@@ -116,6 +124,7 @@ def answer_passively(
         text=text,
         sender=sender,
         delivery="passive",
+        created_at=answered_at,
     )
     message = session.get(Message, message_id)
     if message is not None:

@@ -281,7 +281,7 @@ def purge_rasa_events(*, session: Session, tracker_url: str, cutoff: datetime) -
     except those of residents whose matter is still open (the rule of our own tables).
     Rasa rebuilds a tracker from the events that remain; a conversation idle for the
     retention period has long since started a new session."""
-    engine = db.get_engine(tracker_url)
+    engine = db.foreign_engine(tracker_url)
     if not inspect(engine).has_table("events"):
         return 0  # Rasa has not stored anything yet
     busy = set(session.execute(_busy_residents()).scalars())

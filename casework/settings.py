@@ -106,6 +106,9 @@ class Settings:
     # ---- operations (issue 10)
     log_level: str = "INFO"  # LOG_LEVEL, every process (casework/logconfig.py)
     metrics_token: str | None = None  # bearer token of GET /metrics; required in production
+    # Several Rasa replicas (RASA_URLS, comma-separated); empty: RASA_URL alone. The
+    # launcher's live list ($JMT_VAR_DIR/rasa-urls.json) replaces it while that file exists.
+    rasa_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -163,6 +166,11 @@ class Settings:
             retention_days=int(_env("RETENTION_DAYS") or 180),
             log_level=(_env("LOG_LEVEL") or "INFO").strip().upper(),
             metrics_token=_env("METRICS_TOKEN") or None,
+            rasa_urls=tuple(
+                url.strip().rstrip("/")
+                for url in (_env("RASA_URLS") or "").split(",")
+                if url.strip()
+            ),
         )
 
     @property

@@ -62,7 +62,7 @@ def create_app(
         if not settings.development:  # fail closed on demo accounts too (issue 8)
             with db.session_scope(settings.database_url) as session:
                 posture.check_production_database(session=session)
-        client = rasa or RasaClient(settings.rasa_url, token=settings.rasa_token)
+        client = rasa or RasaClient.from_settings(settings)
         worker = None
         if settings.wechat_app_id and settings.wechat_app_secret:
             api = WeChatApi(
@@ -78,11 +78,13 @@ def create_app(
             logger.warning("WECHAT_APP_ID/SECRET not set: customer-service messages stay queued")
         app.state.rasa = client
         app.state.outbox = worker
+        probe = ActionServerProbe(settings.action_server_url if probe_actions else None)
         app.state.inbound = InboundService(
             rasa=client,
             database_url=settings.database_url,
             outbox_wakeup=worker.wakeup if worker else None,
-            action_server=ActionServerProbe(settings.action_server_url if probe_actions else None),
+            action_server=probe,
+            tracker_url=settings.rasa_tracker_url,
             passive_budget=PASSIVE_BUDGET if passive_budget is None else passive_budget,
             rate_limiter=rate_limiter_from_settings(settings),  # Redis when REDIS_URL is set
         )
@@ -101,6 +103,7 @@ def create_app(
         await dispatcher.stop()
         await health.close(app)
         await app.state.inbound.drain()
+        await probe.close()
         if worker is not None:
             await worker.stop()
         await client.close()

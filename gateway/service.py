@@ -7,7 +7,12 @@
    arrival) goes back in the HTTP response; a later one goes through the outbox
    (customer-service API).
 4. Rasa or the action server down or too slow: the resident is told a human will answer
-   and an open case is recorded for officers; later messages try the bot again.
+   and an open case is recorded for officers; later messages try the bot again. The
+   message is never sent to Rasa twice (integrations.rasa: only a request that no replica
+   accepted goes to another replica).
+5. One owner, really: when the database says the bot owns the conversation but Rasa's
+   tracker is paused (a restore, a purge, a crash between a hand-off's two writes), the
+   conversation is resumed and the message asked again, once (`_unpause`).
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import httpx
 
-from casework import db, handling, intake
+from casework import conversations, db, handling, intake, tracker_store
+from casework.clock import utcnow
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
 from gateway import observability
 from gateway.messages import Incoming, bot_texts, compose
-from integrations.rasa import ParseResult, RasaClient, RasaUnavailable
+from integrations.rasa import ParseResult, RasaClient, RasaUnavailable, parse_result
 
 logger = logging.getLogger(__name__)
 
@@ -38,27 +46,44 @@ RATE_LIMITED = "您的消息发得有点快，我们都已收到，请稍等片�
 
 class ActionServerProbe:
     """Is the action server up? Rasa answers even when it is down (it just skips the custom
-    actions), so the gateway asks the action server itself, at most every few seconds."""
+    actions), so the gateway asks the action server itself, at most every few seconds.
+    Only the first check waits for the answer; later ones refresh in the background (one
+    kept client), so no message waits for the probe."""
 
     def __init__(self, url: str | None, *, every: float = 3.0) -> None:
         self.url = url.rstrip("/") + "/health" if url else None
         self.every = every
         self._checked_at = float("-inf")
         self._up = True
+        self._http: httpx.AsyncClient | None = None
+        self._refresh: asyncio.Task | None = None
 
     async def up(self) -> bool:
         if self.url is None:
             return True
-        now = time.monotonic()
-        if now - self._checked_at < self.every:
-            return self._up
+        if self._checked_at == float("-inf"):
+            await self._check()
+        elif time.monotonic() - self._checked_at >= self.every and (
+            self._refresh is None or self._refresh.done()
+        ):
+            self._refresh = asyncio.create_task(self._check())
+        return self._up
+
+    async def _check(self) -> None:
+        assert self.url is not None
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=1.5)
         try:
-            async with httpx.AsyncClient(timeout=1.5) as client:
-                self._up = (await client.get(self.url)).status_code == 200
+            self._up = (await self._http.get(self.url)).status_code == 200
         except httpx.HTTPError:
             self._up = False
-        self._checked_at = now
-        return self._up
+        self._checked_at = time.monotonic()
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 class RateLimiter:
@@ -91,6 +116,7 @@ class InboundService:
         passive_budget: float = PASSIVE_BUDGET,
         outbox_wakeup: asyncio.Event | None = None,
         action_server: ActionServerProbe | None = None,
+        tracker_url: str | None = None,
     ) -> None:
         self.rasa = rasa
         self.action_server = action_server or ActionServerProbe(None)
@@ -98,6 +124,8 @@ class InboundService:
         self.rate_limiter = rate_limiter or RateLimiter()
         self.passive_budget = passive_budget
         self.outbox_wakeup = outbox_wakeup
+        # Rasa's SQL tracker store: parses are read there, not from a replica (cheaper).
+        self.tracker_url = tracker_url
         self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ storage (sync)
@@ -115,14 +143,18 @@ class InboundService:
                 event=incoming.event,
             )
 
-    def _answer_passively(self, stored: StoredInbound, text: str, sender: str) -> None:
-        with db.session_scope(self.database_url) as session:
+    def _answer_passively(
+        self, stored: StoredInbound, text: str, sender: str, at: datetime | None = None
+    ) -> None:
+        # Not durable: the reply is already on its way; a database crash may lose its record.
+        with db.session_scope(self.database_url, durable=False) as session:
             intake.answer_passively(
                 session=session,
                 message_id=stored.message_id,
                 conversation_id=stored.conversation_id,
                 text=text,
                 sender=sender,
+                answered_at=at,
             )
 
     def _enqueue(self, stored: StoredInbound, openid: str, texts: list[str], sender: str) -> None:
@@ -153,7 +185,8 @@ class InboundService:
             intake.set_status(session=session, message_id=message_id, status=status)
 
     def _record_parse(self, message_id: int, parsed: ParseResult) -> None:
-        with db.session_scope(self.database_url) as session:
+        observability.count_parse(parsed.intent)  # the fallback rate on /metrics
+        with db.session_scope(self.database_url, durable=False) as session:
             intake.record_parse(
                 session=session,
                 message_id=message_id,
@@ -162,6 +195,20 @@ class InboundService:
                 ranking=parsed.ranking,
                 entities=parsed.entities,
             )
+
+    def _record_stored_parse(self, openid: str, message_id: int) -> bool:
+        """Record the parse Rasa stored for this message; False when it cannot be read."""
+        if self.tracker_url is None:
+            return False
+        found = tracker_store.latest_user_parse(tracker_url=self.tracker_url, sender_id=openid)
+        if found is None:
+            return False
+        self._record_parse(message_id, parse_result(found))
+        return True
+
+    def _owner(self, openid: str) -> str:
+        with db.session_scope(self.database_url) as session:
+            return conversations.conversation_for(session=session, openid=openid).owner
 
     def _bot_down_case(self, openid: str, content: str, error: str) -> None:
         with db.session_scope(self.database_url) as session:
@@ -175,11 +222,15 @@ class InboundService:
         *,
         signed: SignedCallback | None = None,
         arrived: float | None = None,
+        after: list[Callable[[], Awaitable[None]]] | None = None,
     ) -> str | None:
         """The passive reply text for this request, or None for `success`. `arrived`
         (time.monotonic() when the request came in) starts the passive-reply budget:
         WeChat's 5 s run from its request, not from when we got round to asking the bot.
-        Raises `intake.Replayed` when `signed` was seen with another body."""
+        With `after`, the records of a bot's passive answer (the reply in the transcript,
+        the parse) are left there for the caller to run once the reply is sent — they
+        are not what the resident waits for; without it they are written before
+        returning. Raises `intake.Replayed` when `signed` was seen with another body."""
         arrived = time.monotonic() if arrived is None else arrived
         stored = await asyncio.to_thread(self._store, incoming, signed)
         if not stored.new:
@@ -199,17 +250,21 @@ class InboundService:
         if not self.rate_limiter.allow(incoming.openid):
             await asyncio.to_thread(self._answer_passively, stored, RATE_LIMITED, "system")
             return RATE_LIMITED
-        if await asyncio.to_thread(self._take_rating, incoming):
+        if stored.awaiting_rating and await asyncio.to_thread(self._take_rating, incoming):
             await asyncio.to_thread(
                 self._answer_passively, stored, handling.RATING_THANKS, "system"
             )
             return handling.RATING_THANKS
-        return await self._ask_bot(incoming, stored, arrived)
+        return await self._ask_bot(incoming, stored, arrived, after)
 
     async def _ask_bot(
-        self, incoming: Incoming, stored: StoredInbound, arrived: float
+        self,
+        incoming: Incoming,
+        stored: StoredInbound,
+        arrived: float,
+        after: list[Callable[[], Awaitable[None]]] | None = None,
     ) -> str | None:
-        task = asyncio.create_task(self._bot_turn(incoming))
+        task = asyncio.create_task(self._bot_turn(incoming, stored.message_id))
         left = max(self.passive_budget - (time.monotonic() - arrived), 0.0)
         try:
             texts, error = await asyncio.wait_for(asyncio.shield(task), left)
@@ -220,35 +275,82 @@ class InboundService:
         if error is not None:
             await asyncio.to_thread(self._bot_down_case, incoming.openid, incoming.content, error)
             texts = [BOT_UNAVAILABLE]
-        else:
+        elif after is None:
             self.record_parse_later(incoming, stored.message_id)
         if not texts:
             await asyncio.to_thread(self._set_status, stored.message_id, "answered")
             return None  # the bot chose to say nothing (e.g. the conversation is paused)
         passive, rest = compose(texts)
-        await asyncio.to_thread(self._answer_passively, stored, passive, "bot")
+        if after is None:
+            await asyncio.to_thread(self._answer_passively, stored, passive, "bot")
+        else:
+            answered_at = utcnow()  # the transcript keeps the order of the conversation
+
+            async def record() -> None:
+                await asyncio.to_thread(self._answer_passively, stored, passive, "bot", answered_at)
+                if error is None:
+                    await self._fetch_parse(incoming.openid, stored.message_id)
+
+            after.append(record)
         if rest:
             await asyncio.to_thread(self._enqueue, stored, incoming.openid, rest, "bot")
         return passive
 
-    async def _bot_turn(self, incoming: Incoming) -> tuple[list[str], str | None]:
+    async def _bot_turn(self, incoming: Incoming, message_id: int) -> tuple[list[str], str | None]:
         """(texts, None) from the bot, or ([], error) when it is unavailable."""
         if not await self.action_server.up():
             # Rasa would answer without its custom actions: intakes would silently stall.
             logger.error("action server down; %s goes to officers", incoming.openid)
             observability.count_turn(answered=False)
             return [], "action server unavailable"
-        # The request id travels with the message: the actions log it (jmt/actions_server.py).
-        metadata = {**incoming.metadata, "request_id": observability.current_request_id()}
+        # Our message id travels with the message, so its tracker entry can be told apart;
+        # the request id too: the actions log it (jmt/actions_server.py).
+        metadata = {
+            **incoming.metadata,
+            "gateway_message_id": message_id,
+            "request_id": observability.current_request_id(),
+        }
         try:
             async with observability.rasa_call():
                 replies = await self.rasa.send(incoming.openid, incoming.bot_text or "", metadata)
+            if not replies:
+                replies = await self._unpause(incoming, metadata)
         except RasaUnavailable as error:
             logger.error("Rasa unavailable for %s: %s", incoming.openid, error)
             observability.count_turn(answered=False)
             return [], str(error)
         observability.count_turn(answered=True)
         return bot_texts(replies), None
+
+    async def _unpause(self, incoming: Incoming, metadata: dict) -> list[dict]:
+        """Rasa said nothing. When that is because its tracker is paused although the
+        database says the bot owns the conversation, give the conversation back to the bot
+        and ask again, once; otherwise the bot really chose silence.
+
+        Not a second turn: in Rasa 3.6 a paused tracker logs the message (`log_message` →
+        UserUttered) but runs no prediction (`MessageProcessor._should_handle_message`),
+        so the message is first reverted (`rewind`) together with the resume, and the
+        tracker ends with one turn for it. The rewind is sent only when the tracker's latest
+        message is this very one (its `gateway_message_id`)."""
+        state = await self.rasa.tracker_state(incoming.openid)
+        if state is None or not state.paused:
+            return []
+        latest = state.latest_message.get("metadata") or {}
+        if latest.get("gateway_message_id") != metadata["gateway_message_id"]:
+            logger.warning(
+                "%s's tracker is paused, but its latest message is not this one; left as is",
+                incoming.openid,
+            )
+            return []
+        if await asyncio.to_thread(self._owner, incoming.openid) != "bot":
+            return []  # an officer owns it now: paused is right
+        logger.warning(
+            "%s's tracker was paused while the bot owns the conversation: resuming it",
+            incoming.openid,
+        )
+        if not await self.rasa.resume(incoming.openid, revert_latest=True):
+            raise RasaUnavailable("the paused conversation could not be resumed")
+        return await self.rasa.send(incoming.openid, incoming.bot_text or "", metadata)
 
     async def _deliver_late(
         self, task: asyncio.Task, incoming: Incoming, stored: StoredInbound
@@ -269,8 +371,9 @@ class InboundService:
         self._keep(asyncio.create_task(self._fetch_parse(incoming.openid, message_id)))
 
     async def _fetch_parse(self, openid: str, message_id: int) -> None:
+        if await asyncio.to_thread(self._record_stored_parse, openid, message_id):
+            return
         parsed = await self.rasa.latest_parse(openid)
-        observability.count_parse(parsed.intent)
         await asyncio.to_thread(self._record_parse, message_id, parsed)
 
     def _keep(self, task: asyncio.Task) -> None:

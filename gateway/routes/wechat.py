@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.background import BackgroundTask
 
 from casework.intake import Replayed, SignedCallback
 from gateway import protocol
@@ -74,16 +76,30 @@ async def receive(request: Request) -> Response:
         return _refuse(error, request)
     except ValueError as error:  # bad Content-Length, undecodable bytes
         return _refuse(protocol.ProtocolError(400, f"bad request: {error}"), request)
+    after: list[Callable[[], Awaitable[None]]] = []  # records written once the reply is sent
     try:
-        reply = await request.app.state.inbound.handle(incoming, signed=signed, arrived=arrived)
+        reply = await request.app.state.inbound.handle(
+            incoming, signed=signed, arrived=arrived, after=after
+        )
     except Replayed:
         return _refuse(protocol.ProtocolError(403, "replayed signature with another body"), request)
     except Exception:
         # Not stored (the database is down?): 503 makes WeChat retry the same message.
         logger.exception("could not handle %s", incoming.dedupe_key)
         return PlainTextResponse("temporarily unavailable", status_code=503)
+    background = BackgroundTask(_run_after, after) if after else None
     if reply is None:
-        return PlainTextResponse("success")
+        return PlainTextResponse("success", background=background)
     return Response(
-        protocol.render_reply(reply, fields, query, crypto), media_type="application/xml"
+        protocol.render_reply(reply, fields, query, crypto),
+        media_type="application/xml",
+        background=background,
     )
+
+
+async def _run_after(steps: list[Callable[[], Awaitable[None]]]) -> None:
+    for step in steps:
+        try:
+            await step()
+        except Exception:
+            logger.exception("could not record an answer already sent")

@@ -383,3 +383,29 @@ def test_one_grep_follows_a_message_through_the_gateway_and_the_actions(bot):
     assert "  - " not in rasa_log  # coloredlogs' format never prints (bot/logging.yml)
     for text in (*logs.values(), rasa_log):
         assert "13987654321" not in text
+
+
+def test_a_tracker_left_paused_without_an_officer_is_resumed_when_the_resident_writes(bot):
+    """One owner, really: a restore left Rasa's tracker paused while the database says the
+    bot owns the conversation. The resident's next message is answered, and the tracker
+    holds one turn for it: Rasa 3.6 logs a message on a paused tracker without running a
+    turn, and the gateway reverts that entry before asking again."""
+    from integrations.rasa import user_turns
+
+    sender = f"e2e-{uuid.uuid4().hex[:8]}"
+    answer = response("utter_faq/id_card_reissue")
+    assert wechat_post(bot, text_xml(sender, "身份证丢了怎么补办"))[1] == answer
+    request = urllib.request.Request(
+        f"{bot['url']}/conversations/{sender}/tracker/events?token={bot['token']}",
+        json.dumps([{"event": "pause"}]).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+    assert wechat_post(bot, text_xml(sender, "身份证丢了怎么补办"))[1] == answer
+    tracker = get_json(f"{bot['url']}/conversations/{sender}/tracker?token={bot['token']}")
+    assert isinstance(tracker, dict) and tracker["paused"] is False
+    events = tracker["events"]
+    assert [e["event"] for e in events].count("user") == 3  # one of them reverted …
+    assert user_turns(events) == 2  # … so two turns, one per message
+    assert cases(bot, sender) == []

@@ -15,7 +15,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from casework.settings import Settings
 from gateway.app import create_app
-from integrations.rasa import ParseResult, RasaUnavailable
+from integrations.rasa import ParseResult, RasaUnavailable, TrackerState
 
 TOKEN = "jmt-test-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -23,24 +23,41 @@ APP_ID = "wx-jmt-test"
 
 
 class StandInRasa:
-    """Stands in for Rasa's REST channel: scripted answers, delays and outages."""
+    """Stands in for Rasa's REST channel: scripted answers, delays and outages, and a
+    tracker that can be paused as Rasa 3.6's is (the message is logged, no turn is run)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict]] = []  # the message's metadata, without ...
-        self.request_ids: list[str | None] = []  # ... the request id each call carried
+        # (sender, text, metadata) per message sent; the gateway's own message id and the
+        # request id, which travel in the metadata, are kept apart in `message_ids` and
+        # `request_ids`.
+        self.calls: list[tuple[str, str, dict]] = []
+        self.message_ids: list[int | None] = []
+        self.request_ids: list[str | None] = []
         self.answers: dict[str, list[str]] = {}
         self.delay = 0.0
         self.down = False
         self.resumed: list[str] = []
+        self.paused: set[str] = set()
+        self.events: dict[str, list[dict]] = {}  # per sender, as Rasa's tracker keeps them
 
     async def send(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
         metadata = dict(metadata or {})
         self.request_ids.append(metadata.pop("request_id", None))
+        self.message_ids.append(metadata.pop("gateway_message_id", None))
         self.calls.append((sender, text, metadata))
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.down:
             raise RasaUnavailable("ConnectError: connection refused")
+        self.events.setdefault(sender, []).append(
+            {
+                "event": "user",
+                "text": text,
+                "metadata": {**metadata, "gateway_message_id": self.message_ids[-1]},
+            }
+        )
+        if sender in self.paused:
+            return []  # logged, but a paused tracker predicts nothing
         return [
             {"recipient_id": sender, "text": t} for t in self.answers.get(text, [f"收到：{text}"])
         ]
@@ -48,12 +65,26 @@ class StandInRasa:
     async def latest_parse(self, sender: str) -> ParseResult:
         return ParseResult("faq", 0.93)
 
+    async def tracker_state(self, sender: str) -> TrackerState | None:
+        if self.down:
+            return None
+        users = [e for e in self.events.get(sender, []) if e["event"] == "user"]
+        latest = {"text": users[-1]["text"], "metadata": users[-1]["metadata"]} if users else {}
+        return TrackerState(sender in self.paused, latest)
+
     async def healthy(self) -> bool:
         return not self.down
 
-    async def resume(self, sender: str) -> bool:
+    async def resume(self, sender: str, *, revert_latest: bool = False) -> bool:
         self.resumed.append(sender)
-        return not self.down
+        if self.down:
+            return False
+        if revert_latest:
+            self.events.setdefault(sender, []).append({"event": "rewind"})
+        self.events.setdefault(sender, []).append({"event": "resume"})
+        self.events[sender].append({"event": "action", "name": "action_listen"})
+        self.paused.discard(sender)
+        return True
 
     async def close(self) -> None:
         return None
