@@ -102,6 +102,10 @@ class Settings:
     actions_token: str | None = None  # shared secret Rasa sends the action server
     wechat_mode: str = "plain"  # plain | compat | safe (WeChat's 消息加解密方式)
     retention_days: int = 180  # residents' words and closed cases are anonymised after this
+    # ---- scale-out (issue 10): what `make run` (jmt/launch.py) starts
+    gateway_workers: int = 1  # uvicorn processes sharing the gateway's port
+    rasa_replicas: int = 1  # `rasa run` processes on RASA_PORT, RASA_PORT+1, ...
+    rasa_drain_seconds: float = 10.0  # a promotion stops an old Rasa this long after the switch
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -157,6 +161,9 @@ class Settings:
             .strip()
             .lower(),
             retention_days=int(_env("RETENTION_DAYS") or 180),
+            gateway_workers=int(_env("GATEWAY_WORKERS") or 1),
+            rasa_replicas=int(_env("RASA_REPLICAS") or 1),
+            rasa_drain_seconds=float(_env("RASA_DRAIN_SECONDS") or 10),
         )
 
     @property

@@ -15,6 +15,7 @@ child gets SIGTERM if the launcher dies: Linux ties that to the thread that fork
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -77,6 +78,7 @@ class Child:
     restart_at: float | None = None  # when a pending restart is due (monotonic)
     restarts: int = 0
     retiring: bool = False  # being stopped on purpose: its exit is not a crash
+    keep_alive: bool = True  # False while on trial (a new Rasa starting): an exit is final
     history: list[float] = field(default_factory=list)  # restart delays, for tests/logs
 
     @property
@@ -128,7 +130,7 @@ class Supervisor:
         """Stop `child` on purpose (no restart): SIGTERM, SIGKILL after `grace` seconds.
         Blocks until it has exited; safe from any thread. Returns its exit code."""
         child.retiring = True
-        if child in self.children:
+        with contextlib.suppress(ValueError):  # the loop may have dropped it already
             self.children.remove(child)
         return _stop_processes([child], self.grace if grace is None else grace).get(child.name)
 
@@ -195,6 +197,13 @@ class Supervisor:
                 if code is None:
                     continue
                 uptime = now - child.started_at
+                if not child.keep_alive:
+                    with contextlib.suppress(ValueError):
+                        self.children.remove(child)
+                    logger.error(
+                        "%s (pid %s) exited with %s", child.name, child.pid, _describe(code)
+                    )
+                    continue
                 child.failures = 1 if uptime >= self.backoff.stable_after else child.failures + 1
                 delay = self.backoff.delay(child.failures)
                 child.history.append(delay)
@@ -252,7 +261,9 @@ def _stop_processes(children: list[Child], grace: float) -> dict[str, int | None
         try:
             child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            logger.warning("%s (pid %s) ignored SIGTERM for %.0f s: SIGKILL", child.name, child.pid, grace)
+            logger.warning(
+                "%s (pid %s) ignored SIGTERM for %.0f s: SIGKILL", child.name, child.pid, grace
+            )
             child.process.kill()
             child.process.wait()
         codes[child.name] = child.process.returncode
