@@ -53,11 +53,23 @@ def rasa_status(bot: dict) -> bool:
         return reply.status == 200
 
 
+def bot_answers(bot: dict, text: str, tries: int = 8) -> str:
+    """The bot's passive answer to a new resident. A cold Rasa (just started) can take
+    longer than WeChat's passive budget, so that answer goes through the outbox instead:
+    ask again (another resident) until one comes passively."""
+    for _ in range(tries):
+        status, answer = wechat_post(bot, text_xml(f"sup-{uuid.uuid4().hex[:8]}", text))
+        assert status == 200
+        if answer is not None:
+            assert answer != BOT_UNAVAILABLE
+            return answer
+    raise AssertionError(f"no passive answer in {tries} tries")
+
+
 def test_a_killed_rasa_is_restarted_and_the_gateway_answers_meanwhile(launched: dict) -> None:
     before = processes(launched)
     assert (len(before["rasa"]), len(before["gateway"]), len(before["actions"])) == (1, 2, 1)
-    greeting = wechat_post(launched, text_xml(f"sup-{uuid.uuid4().hex[:8]}", "你好"))
-    assert greeting[0] == 200 and greeting[1] and greeting[1] != BOT_UNAVAILABLE
+    bot_answers(launched, "你好")
 
     os.kill(before["rasa"][0], signal.SIGKILL)
     resident = f"sup-{uuid.uuid4().hex[:8]}"
@@ -74,8 +86,7 @@ def test_a_killed_rasa_is_restarted_and_the_gateway_answers_meanwhile(launched: 
     assert len(after["rasa"]) == 1 and after["rasa"] != before["rasa"]
     assert after["gateway"] == before["gateway"] and after["actions"] == before["actions"]
     # A new resident (the first one's conversation belongs to an officer now).
-    answer = wechat_post(launched, text_xml(f"sup-{uuid.uuid4().hex[:8]}", "身份证丢了怎么补办"))
-    assert answer == (200, response("utter_faq/id_card_reissue"))
+    assert bot_answers(launched, "身份证丢了怎么补办") == response("utter_faq/id_card_reissue")
     log = launched["log"].read_text()
     assert "rasa-0 (:" in log and "exited with signal SIGKILL" in log
 
@@ -84,8 +95,7 @@ def test_a_killed_gateway_worker_is_replaced_while_the_other_serves(launched: di
     before = processes(launched)
     os.kill(before["gateway"][0], signal.SIGKILL)
     for _ in range(5):  # the survivor (and the shared socket) take every request
-        answer = wechat_post(launched, text_xml(f"sup-{uuid.uuid4().hex[:8]}", "你好"))
-        assert answer[0] == 200 and answer[1] and answer[1] != BOT_UNAVAILABLE
+        assert bot_answers(launched, "你好")
     after = wait_until(
         lambda: (found := processes(launched)) and len(found["gateway"]) == 2 and found,
         "a second gateway worker again",
