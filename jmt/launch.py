@@ -196,6 +196,18 @@ def replica_environment(settings: Settings) -> tuple[dict[str, str], Path]:
     )
 
 
+def check_ports(rasa_port: int, replicas: int, actions_port: int, gateway_port: int) -> None:
+    """Each replica has two ports (serving, spare for promotions): none may be another's."""
+    used = range(rasa_port, rasa_port + 2 * replicas)
+    taken = sorted({actions_port, gateway_port} & set(used))
+    if taken:
+        raise SystemExit(
+            f"RASA_PORT={rasa_port} with {replicas} replica(s) uses ports {used.start}-"
+            f"{used.stop - 1} (each replica has a spare port for promotions), which include "
+            f"{taken}: choose other ports"
+        )
+
+
 def listen(host: str, port: int) -> socket.socket:
     """The gateway's listening socket, bound once here and shared by every worker."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -239,13 +251,7 @@ def main() -> None:
     rasa_port, actions_port = _port("RASA_PORT", 5005), _port("ACTIONS_PORT", 5055)
     gateway_port = _port("GATEWAY_PORT", 8000)
     gateway_host = _env("GATEWAY_HOST") or "127.0.0.1"
-    taken = {actions_port, gateway_port} & set(range(rasa_port, rasa_port + 2 * replicas))
-    if taken:
-        raise SystemExit(
-            f"RASA_PORT={rasa_port} with {replicas} replica(s) uses ports {rasa_port}-"
-            f"{rasa_port + 2 * replicas - 1} (each replica has a spare port for promotions), "
-            f"which include {sorted(taken)}: choose other ports"
-        )
+    check_ports(rasa_port, replicas, actions_port, gateway_port)
     # Rasa reaches the action server on the host it listens on (loopback by default).
     os.environ.setdefault(
         "ACTION_ENDPOINT_URL", f"http://{settings.actions_host}:{actions_port}/webhook"
