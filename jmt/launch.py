@@ -171,6 +171,12 @@ def replica_environment(settings: Settings) -> tuple[dict[str, str], Path]:
             "REDIS_URL must be set (redis://host:6379/0): the replicas lock each "
             "conversation in Rasa's Redis lock store while they process a message"
         )
+    elif urlsplit(settings.redis_url).password and not _env("RASA_REDIS_HOST"):
+        problems.append(
+            "REDIS_URL carries a password, which bot/endpoints.production.yml cannot pass "
+            "to Rasa's lock store: use a Redis reachable without one for Rasa and set "
+            "RASA_REDIS_HOST/RASA_REDIS_PORT/RASA_REDIS_DB"
+        )
     if problems:
         raise SystemExit(
             f"RASA_REPLICAS={settings.rasa_replicas} needs shared stores:\n"
