@@ -52,7 +52,7 @@ train: install ## Train a model into bot/models/ (skipped when one matches the d
 	$(PY) -m jmt.train
 
 .PHONY: run
-run: train ## Start Rasa, the action server and the gateway (embedded defaults), print the URLs; Ctrl-C stops all
+run: train ## Start and supervise Rasa, the action server and the gateway (GATEWAY_WORKERS, RASA_REPLICAS), print the URLs; Ctrl-C stops all
 	$(PY) -m jmt.launch
 
 .PHONY: shell
@@ -96,6 +96,10 @@ bench: train ## Parse latency p50/p95 and throughput through Rasa's HTTP API, pl
 .PHONY: bench-gateway
 bench-gateway: train ## Gateway vs straight-to-Rasa latency, throughput, lost and duplicated messages
 	$(PY) bench/gateway_load.py
+
+.PHONY: bench-promotion
+bench-promotion: train ## Reply latency while a model is promoted: launcher swap vs Rasa's PUT /model
+	$(PY) bench/promotion.py
 
 .PHONY: clean
 clean: ## Remove trained models, reports and local databases (keeps .venv)
