@@ -224,8 +224,10 @@ def gateway_worker(listener: socket.socket) -> list[str]:
     return [sys.executable, "-m", "jmt.gateway_worker", "--fd", str(listener.fileno())]
 
 
-def _wait_up(url: str, child: Child, supervisor: Supervisor, what: str) -> None:
-    deadline = time.monotonic() + 240
+def _wait_up(
+    url: str, child: Child, supervisor: Supervisor, what: str, timeout: float = 240
+) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not supervisor.stopping:
         if child.process is None or child.process.poll() is not None:
             raise SystemExit(f"{what} exited while starting; see its output above")
@@ -236,8 +238,9 @@ def _wait_up(url: str, child: Child, supervisor: Supervisor, what: str) -> None:
         except OSError:  # never logged: the URL may carry a token
             pass
         time.sleep(1)
-    if not supervisor.stopping:
-        raise SystemExit(f"{what} did not start in time; see its output above")
+    if supervisor.stopping:
+        raise SystemExit(0)  # Ctrl-C/SIGTERM while starting: stop what was started, quietly
+    raise SystemExit(f"{what} did not start in time; see its output above")
 
 
 def main() -> None:
@@ -335,6 +338,7 @@ def main() -> None:
                 replica.child,
                 supervisor,
                 replica.child.name,
+                timeout=600,  # several replicas load their models at once
             )
         fleet.publish()
         listener = shared = listen(gateway_host, gateway_port)
@@ -352,13 +356,13 @@ def main() -> None:
         ]
         base = f"http://{_reachable(gateway_host)}:{gateway_port}"
         _wait_up(f"{base}/healthz", workers_started[0], supervisor, "the gateway")
-        if not supervisor.stopping:
-            _announce(settings, base, fleet.urls(), actions_url, workers)
+        _announce(settings, base, fleet.urls(), actions_url, workers)
         supervisor.every_tick(fleet.check_requests)
         supervisor.run()
     finally:
         fleet.withdraw()
-        logger.info("stopping ...")
+        if supervisor.children:
+            logger.info("stopping ...")
         supervisor.stop_all()
         if listener is not None:
             listener.close()

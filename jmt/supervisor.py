@@ -164,6 +164,7 @@ class Supervisor:
                 self.step()
         finally:
             self._loop_thread = None
+            logger.info("stopping every process")
             self.stop_all()
 
     def _wait_time(self) -> float:
