@@ -136,6 +136,9 @@ class RasaFleet:
     def publish(self) -> int:
         """Write the live URLs (a new generation) and the launcher's state; returns the
         generation."""
+        # Whoever can write here can make the launcher load a model: owner only, like the
+        # generated secrets beside it.
+        self.control_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         previous = read_json(self.var_dir / URLS_FILE) or {}
         generation = int(previous.get("generation") or 0) + 1
         write_json_atomically(
