@@ -134,7 +134,10 @@ def running_launcher(tmp: Path, **settings: str) -> Iterator[dict]:
             with urllib.request.urlopen(f"{gateway}/healthz", timeout=5) as reply:
                 return reply.status == 200
 
-        wait_until(healthy, "the gateway's /healthz", process=launcher)
+        # Rasa takes 1-2 min to load on a busy machine; several replicas load at once.
+        wait_until(
+            healthy, "the gateway's /healthz", timeout=300 + 300 * replicas, process=launcher
+        )
         yield {
             "launcher": launcher,
             "gateway": gateway,
