@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 URLS_FILE = "rasa-urls.json"
 STATE_FILE = "launcher.json"
 CONTROL_DIR = "control"
+LOADING_NICENESS = 10
 
 
 class FleetError(Exception):
@@ -65,6 +66,25 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _restore_priority(child: Child) -> None:
+    """Back to the launcher's CPU priority once the new process serves. Raising a priority
+    needs CAP_SYS_NICE (or RLIMIT_NICE); without it the process keeps the lower priority
+    until its next restart, which is logged."""
+    if child.pid is None:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, child.pid, os.getpriority(os.PRIO_PROCESS, 0))
+    except PermissionError:
+        logger.warning(
+            "%s keeps nice +%s (no CAP_SYS_NICE to restore it): it serves at a lower CPU "
+            "priority until it is restarted",
+            child.name,
+            LOADING_NICENESS,
+        )
+    except ProcessLookupError:
+        pass
 
 
 def model_file_name(model: Path) -> str:
@@ -244,6 +264,9 @@ class RasaFleet:
         port = replica.ports[side]
         candidate = self._child(replica.index, port, model)
         candidate.keep_alive = False  # on trial: if it dies while loading, that is the answer
+        # Loading a model takes a core for a minute or more: at a lower CPU priority, so
+        # the replicas that serve meanwhile keep answering quickly.
+        candidate.niceness = LOADING_NICENESS
         logger.info("rasa-%s: starting %s on :%s", replica.index, model.name, port)
         started = time.monotonic()
         self.supervisor.call(lambda: self.supervisor.start(candidate))
@@ -253,6 +276,8 @@ class RasaFleet:
             self.supervisor.retire(candidate, grace=5)
             raise
         candidate.keep_alive = True
+        candidate.niceness = 0  # a restart after a crash starts at the usual priority
+        _restore_priority(candidate)
         old = replica.child
         replica.child, replica.side, replica.model = candidate, side, model
         generation = self.publish()

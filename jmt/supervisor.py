@@ -46,6 +46,16 @@ def _die_with_parent() -> None:  # pragma: no cover — runs in the child before
         pass
 
 
+def _before_exec(niceness: int) -> Callable[[], None]:
+    def prepare() -> None:  # pragma: no cover — runs in the child before exec
+        if _libc is not None:
+            _die_with_parent()
+        if niceness:
+            os.nice(niceness)
+
+    return prepare
+
+
 _libc: Any = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 
 
@@ -79,6 +89,7 @@ class Child:
     restarts: int = 0
     retiring: bool = False  # being stopped on purpose: its exit is not a crash
     keep_alive: bool = True  # False while on trial (a new Rasa starting): an exit is final
+    niceness: int = 0  # added to the launcher's (a new Rasa loads in the background)
     history: list[float] = field(default_factory=list)  # restart delays, for tests/logs
 
     @property
@@ -121,7 +132,7 @@ class Supervisor:
             pass_fds=child.pass_fds,
             stdout=child.stdout,
             stderr=subprocess.STDOUT if child.stdout is not None else None,
-            preexec_fn=_die_with_parent if _libc is not None else None,  # noqa: PLW1509
+            preexec_fn=_before_exec(child.niceness),  # noqa: PLW1509
         )
         child.started_at = time.monotonic()
         child.restart_at = None

@@ -28,13 +28,14 @@ STAND_IN = textwrap.dedent(
     """
     import http.server, json, os, sys, time
     port, model = int(sys.argv[1]), os.path.basename(sys.argv[2])
+    started_at_nice = os.nice(0)  # the CPU priority it was started with
     if model.startswith("broken"):
         raise SystemExit("simulated: this model does not load")
     time.sleep(0.3)  # "loading the model"
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = json.dumps({"model_file": model}).encode()
+            body = json.dumps({"model_file": model, "nice": started_at_nice}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -71,6 +72,13 @@ def status(url: str) -> str:
 
     with urllib.request.urlopen(f"{url}/status?token=t", timeout=5) as response:
         return str(json.loads(response.read())["model_file"])
+
+
+def started_nice(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/status?token=t", timeout=5) as response:
+        return int(json.loads(response.read())["nice"])
 
 
 @pytest.fixture
@@ -128,6 +136,10 @@ def test_a_promotion_switches_each_replica_only_once_the_new_process_serves(
     assert all(r.child in fleet.supervisor.children for r in fleet.replicas)
     state = read_json(var / STATE_FILE)
     assert state is not None and state["serving"] == new.name
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    for replica, url in zip(fleet.replicas, urls["urls"], strict=True):
+        assert started_nice(url) == min(19, ours + 10)  # it loaded in the background ...
+        assert os.getpriority(os.PRIO_PROCESS, replica.child.pid) == ours  # ... and serves
 
     fleet.promote(tmp_path / "jmt-aaaaaaaaaaaa.tar.gz")  # and back to the first ports
     back = read_json(var / URLS_FILE)
