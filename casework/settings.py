@@ -106,6 +106,7 @@ class Settings:
     gateway_workers: int = 1  # uvicorn processes sharing the gateway's port
     rasa_replicas: int = 1  # `rasa run` processes on RASA_PORT, RASA_PORT+1, ...
     rasa_drain_seconds: float = 10.0  # a promotion stops an old Rasa this long after the switch
+    rasa_model: str | None = None  # the model `make run` starts with (default: LIVE, else newest)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -164,6 +165,7 @@ class Settings:
             gateway_workers=int(_env("GATEWAY_WORKERS") or 1),
             rasa_replicas=int(_env("RASA_REPLICAS") or 1),
             rasa_drain_seconds=float(_env("RASA_DRAIN_SECONDS") or 10),
+            rasa_model=_env("RASA_MODEL") or None,
         )
 
     @property

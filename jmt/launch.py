@@ -331,7 +331,7 @@ def main() -> None:
             ]
             subprocess.run(shell, cwd=paths.REPO_ROOT, env=environment, check=False)
             return
-        fleet.start(served_model())
+        fleet.start(Path(settings.rasa_model) if settings.rasa_model else served_model())
         for replica in fleet.replicas:
             _wait_up(
                 f"{fleet.url(replica.port)}/status?token={rasa_token}",

@@ -111,6 +111,7 @@ def running_launcher(tmp: Path, **settings: str) -> Iterator[dict]:
             "ACTIONS_PORT": str(actions_port),
             "GATEWAY_PORT": str(gateway_port),
             "WECHAT_TOKEN": TOKEN,
+            "RASA_MODEL": str(model),  # the current data's, whatever else bot/models holds
             "PYTHONPATH": str(paths.REPO_ROOT),
             **settings,
         }
