@@ -52,7 +52,7 @@ train: install ## Train a model into bot/models/ (skipped when one matches the d
 	$(PY) -m jmt.train
 
 .PHONY: run
-run: train ## Start Rasa, the action server and the gateway (embedded defaults), print the URLs; Ctrl-C stops all
+run: train ## Start and supervise Rasa, the action server and the gateway (GATEWAY_WORKERS, RASA_REPLICAS), print the URLs; Ctrl-C stops all
 	$(PY) -m jmt.launch
 
 .PHONY: shell
@@ -100,6 +100,9 @@ bench-gateway: train ## Gateway vs straight-to-Rasa latency, throughput, lost an
 .PHONY: bench-claims
 bench-claims: $(STAMP) ## Outbox and ticket claims, 1 vs 2 workers on PostgreSQL (lost, duplicated, throughput); Redis rate-limit cost
 	$(PY) bench/claims.py
+.PHONY: bench-promotion
+bench-promotion: train ## Reply latency while a model is promoted: launcher swap vs Rasa's PUT /model
+	$(PY) bench/promotion.py
 
 .PHONY: clean
 clean: ## Remove trained models, reports and local databases (keeps .venv)

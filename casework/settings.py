@@ -109,6 +109,11 @@ class Settings:
     # Several Rasa replicas (RASA_URLS, comma-separated); empty: RASA_URL alone. The
     # launcher's live list ($JMT_VAR_DIR/rasa-urls.json) replaces it while that file exists.
     rasa_urls: tuple[str, ...] = ()
+    # ---- scale-out (issue 10): what `make run` (jmt/launch.py) starts
+    gateway_workers: int = 1  # uvicorn processes sharing the gateway's port
+    rasa_replicas: int = 1  # `rasa run` processes on RASA_PORT, RASA_PORT+1, ...
+    rasa_drain_seconds: float = 10.0  # a promotion stops an old Rasa this long after the switch
+    rasa_model: str | None = None  # the model `make run` starts with (default: LIVE, else newest)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -171,6 +176,10 @@ class Settings:
                 for url in (_env("RASA_URLS") or "").split(",")
                 if url.strip()
             ),
+            gateway_workers=int(_env("GATEWAY_WORKERS") or 1),
+            rasa_replicas=int(_env("RASA_REPLICAS") or 1),
+            rasa_drain_seconds=float(_env("RASA_DRAIN_SECONDS") or 10),
+            rasa_model=_env("RASA_MODEL") or None,
         )
 
     @property

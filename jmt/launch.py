@@ -1,7 +1,12 @@
-"""Start the action server, Rasa and the gateway; Ctrl-C stops all three.
+"""Start and supervise the action server, the Rasa replicas and the gateway workers.
 
 `make run` calls this after `make train`; `make shell` uses `--shell` to chat in the
-terminal instead of serving HTTP.
+terminal instead of serving HTTP. A process that exits unexpectedly is restarted with
+backoff while the others keep serving (jmt/supervisor.py); only Ctrl-C or SIGTERM stops
+everything. `GATEWAY_WORKERS` uvicorn processes share one listening socket
+(jmt/gateway_worker.py); `RASA_REPLICAS` `rasa run` processes listen on RASA_PORT,
+RASA_PORT+1, … and a model promotion swaps them one by one without a pause
+(jmt/rasa_fleet.py).
 """
 
 from __future__ import annotations
@@ -10,11 +15,15 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
 
 from casework import db, logconfig, posture
 from casework.settings import (
@@ -23,7 +32,10 @@ from casework.settings import (
     _env,  # the one settings reader: environment, then .env
     get_settings,
 )
+from gateway.observability import MULTIPROC_ENV, prepare_multiprocess_dir
 from jmt import paths
+from jmt.rasa_fleet import RasaFleet
+from jmt.supervisor import Child, Supervisor
 
 logger = logging.getLogger(__name__)
 LOG_CONFIG = paths.BOT / "logging.yml"  # Rasa's and uvicorn's: casework/logconfig.py's format
@@ -31,18 +43,6 @@ LOG_CONFIG = paths.BOT / "logging.yml"  # Rasa's and uvicorn's: casework/logconf
 
 def _port(name: str, default: int) -> int:
     return int(_env(name) or default)
-
-
-def wait_until_up(url: str, timeout: float = 180.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (local URL)
-                if response.status < 500:
-                    return True
-        except OSError:  # never logged: the URL may carry Rasa's token
-            time.sleep(1)
-    return False
 
 
 def action_server(port: int, *, host: str = "127.0.0.1") -> list[str]:
@@ -96,23 +96,6 @@ def rasa_server(
     ]
 
 
-def gateway(port: int, *, host: str = "127.0.0.1") -> list[str]:
-    """uvicorn with the project's log format from its first line (its supervisor process
-    with several workers never imports the app, so the app factory cannot configure it)."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "gateway.app:app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--log-config",
-        str(LOG_CONFIG),
-    ]
-
-
 def service_environment(settings: Settings) -> dict[str, str]:
     """The environment of every child: the same tokens for all (in development they were
     generated into var/ by the settings; production refused to start without them)."""
@@ -155,8 +138,101 @@ def _refuse_development_defaults(settings: Settings, *, database: bool) -> None:
         raise SystemExit(str(error)) from None
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise SystemExit(f"{name}={value} must be at least 1")
+    return value
+
+
+def replica_environment(settings: Settings) -> tuple[dict[str, str], Path]:
+    """Rasa's stores for `settings.rasa_replicas` processes: the embedded defaults
+    (bot/endpoints.yml: SQLite tracker file, in-memory locks) for one; for several, which
+    share conversations, the production stores (bot/endpoints.production.yml: the SQL
+    tracker store in PostgreSQL, the Redis lock store), their RASA_DB_* / RASA_REDIS_*
+    derived from DATABASE_URL / REDIS_URL unless set. Refuses what cannot work."""
+    if settings.rasa_replicas == 1:
+        return {}, paths.ENDPOINTS
+    problems = []
+    if not settings.database_url.startswith("postgresql"):
+        problems.append(
+            "DATABASE_URL must be PostgreSQL (postgresql://user:password@host/db): the "
+            "replicas share conversations in Rasa's SQL tracker store there"
+        )
+    if not settings.redis_url:
+        problems.append(
+            "REDIS_URL must be set (redis://host:6379/0): the replicas lock each "
+            "conversation in Rasa's Redis lock store while they process a message"
+        )
+    elif urlsplit(settings.redis_url).password and not _env("RASA_REDIS_HOST"):
+        problems.append(
+            "REDIS_URL carries a password, which bot/endpoints.production.yml cannot pass "
+            "to Rasa's lock store: use a Redis reachable without one for Rasa and set "
+            "RASA_REDIS_HOST/RASA_REDIS_PORT/RASA_REDIS_DB"
+        )
+    if problems:
+        raise SystemExit(
+            f"RASA_REPLICAS={settings.rasa_replicas} needs shared stores:\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+            + "\n(or set RASA_REPLICAS=1 for the embedded defaults)"
+        )
+    assert settings.redis_url is not None
+    database = make_url(settings.database_url)
+    redis = urlsplit(settings.redis_url)
+    derived = {
+        "RASA_DB_HOST": database.host or "127.0.0.1",
+        "RASA_DB_PORT": str(database.port or 5432),
+        "RASA_DB_NAME": database.database or "postgres",
+        "RASA_DB_USER": database.username or "",
+        "RASA_DB_PASSWORD": database.password or "",
+        "RASA_REDIS_HOST": redis.hostname or "127.0.0.1",
+        "RASA_REDIS_PORT": str(redis.port or 6379),
+        "RASA_REDIS_DB": redis.path.lstrip("/") or "0",
+        "RASA_REDIS_PREFIX": "jmt",
+    }
+    return {name: _env(name) or value for name, value in derived.items()}, (
+        paths.BOT / "endpoints.production.yml"
+    )
+
+
+def check_ports(rasa_port: int, replicas: int, actions_port: int, gateway_port: int) -> None:
+    """Each replica has two ports (serving, spare for promotions): none may be another's."""
+    used = range(rasa_port, rasa_port + 2 * replicas)
+    taken = sorted({actions_port, gateway_port} & set(used))
+    if taken:
+        raise SystemExit(
+            f"RASA_PORT={rasa_port} with {replicas} replica(s) uses ports {used.start}-"
+            f"{used.stop - 1} (each replica has a spare port for promotions), which include "
+            f"{taken}: choose other ports"
+        )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound once here and shared by every worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+def gateway_worker(listener: socket.socket) -> list[str]:
+    return [sys.executable, "-m", "jmt.gateway_worker", "--fd", str(listener.fileno())]
+
+
+def _wait_up(
+    url: str, child: Child, supervisor: Supervisor, what: str, timeout: float = 240
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not supervisor.stopping:
+        if child.process is None or child.process.poll() is not None:
+            raise SystemExit(f"{what} exited while starting; see its output above")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (local URL)
+                if response.status < 500:
+                    return
+        except OSError:  # never logged: the URL may carry a token
+            pass
+        time.sleep(1)
+    if supervisor.stopping:
+        raise SystemExit(0)  # Ctrl-C/SIGTERM while starting: stop what was started, quietly
+    raise SystemExit(f"{what} did not start in time; see its output above")
 
 
 def main() -> None:
@@ -169,11 +245,15 @@ def main() -> None:
         raise SystemExit(str(error)) from None
     settings = get_settings()
     _refuse_development_defaults(settings, database=False)
+    workers = _positive("GATEWAY_WORKERS", settings.gateway_workers)
+    replicas = _positive("RASA_REPLICAS", settings.rasa_replicas)
+    rasa_stores, endpoints = replica_environment(settings)
     if settings.development:
         _banner(settings)
     rasa_port, actions_port = _port("RASA_PORT", 5005), _port("ACTIONS_PORT", 5055)
     gateway_port = _port("GATEWAY_PORT", 8000)
     gateway_host = _env("GATEWAY_HOST") or "127.0.0.1"
+    check_ports(rasa_port, replicas, actions_port, gateway_port)
     # Rasa reaches the action server on the host it listens on (loopback by default).
     os.environ.setdefault(
         "ACTION_ENDPOINT_URL", f"http://{settings.actions_host}:{actions_port}/webhook"
@@ -188,21 +268,54 @@ def main() -> None:
         with db.session_scope() as session:
             demo.load(session=session)  # demo officers, so hand-offs have someone to go to
 
-    environment = service_environment(settings)
+    environment = {**service_environment(settings), **rasa_stores}
     rasa_token = environment["RASA_TOKEN"]
     actions_url = f"http://{_reachable(settings.actions_host)}:{actions_port}"
-    rasa_url = f"http://{_reachable(settings.rasa_host)}:{rasa_port}"
-    # A SIGTERM (a supervisor, `timeout`) stops the children too, like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
-    children: list[subprocess.Popen] = []
+    supervisor = Supervisor()
+    # Ctrl-C and SIGTERM (a service manager, `timeout`) stop everything; nothing else does.
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    fleet = RasaFleet(
+        supervisor,
+        command=lambda port, model: rasa_server(
+            port, token=rasa_token, host=settings.rasa_host, model=model, endpoints=endpoints
+        ),
+        environment=lambda: environment,
+        cwd=paths.REPO_ROOT,
+        host=_reachable(settings.rasa_host),
+        token=rasa_token,
+        base_port=rasa_port,
+        replicas=replicas,
+        var_dir=settings.var_dir,
+        drain=settings.rasa_drain_seconds,
+    )
 
-    def start(command: list[str]) -> None:
-        children.append(subprocess.Popen(command, cwd=paths.REPO_ROOT, env=environment))
+    # Prometheus counts of every gateway worker add up through files in one folder
+    # (prometheus_client's multiprocess mode); emptied here, before any worker starts,
+    # never while they run. A restarted worker needs nothing more (counters only).
+    metrics_dir = prepare_multiprocess_dir(settings.var_dir / "prometheus")
 
+    def gateway_environment() -> dict[str, str]:
+        """Built at every (re)start: a worker started after a promotion gets the live list."""
+        urls = fleet.urls()
+        return {
+            **environment,
+            "RASA_URLS": ",".join(urls),
+            "RASA_URL": urls[0],
+            MULTIPROC_ENV: str(metrics_dir),
+        }
+
+    listener: socket.socket | None = None
     try:
-        start(action_server(actions_port, host=settings.actions_host))
-        if not wait_until_up(f"{actions_url}/health"):
-            raise SystemExit("the action server did not start; see its output above")
+        actions = supervisor.start(
+            Child(
+                "action server",
+                lambda: action_server(actions_port, host=settings.actions_host),
+                environment=lambda: environment,
+                cwd=paths.REPO_ROOT,
+            )
+        )
+        _wait_up(f"{actions_url}/health", actions, supervisor, "the action server")
         if args.shell:
             # `rasa shell` serves an HTTP API too: closed like `rasa run`'s.
             shell = [
@@ -211,7 +324,7 @@ def main() -> None:
                 "--model",
                 str(served_model()),
                 "--endpoints",
-                str(paths.ENDPOINTS),
+                str(endpoints),
                 "--interface",
                 settings.rasa_host,
                 "--port",
@@ -221,51 +334,70 @@ def main() -> None:
             ]
             subprocess.run(shell, cwd=paths.REPO_ROOT, env=environment, check=False)
             return
-        start(rasa_server(rasa_port, token=rasa_token, host=settings.rasa_host))
-        if not wait_until_up(f"{rasa_url}/status?token={rasa_token}"):
-            raise SystemExit("Rasa did not start; see its output above")
-        start(gateway(gateway_port, host=gateway_host))
+        fleet.start(Path(settings.rasa_model) if settings.rasa_model else served_model())
+        for replica in fleet.replicas:
+            _wait_up(
+                f"{fleet.url(replica.port)}/status?token={rasa_token}",
+                replica.child,
+                supervisor,
+                replica.child.name,
+                timeout=600,  # several replicas load their models at once
+            )
+        fleet.publish()
+        listener = shared = listen(gateway_host, gateway_port)
+        workers_started = [
+            supervisor.start(
+                Child(
+                    f"gateway worker {n}",
+                    lambda: gateway_worker(shared),
+                    environment=gateway_environment,
+                    cwd=paths.REPO_ROOT,
+                    pass_fds=(shared.fileno(),),
+                )
+            )
+            for n in range(workers)
+        ]
         base = f"http://{_reachable(gateway_host)}:{gateway_port}"
-        if not wait_until_up(f"{base}/healthz"):
-            raise SystemExit("the gateway did not start; see its output above")
-        logger.info("警民通 is running (Ctrl-C stops everything):")
-        if settings.simulator_enabled:
-            logger.info("  WeChat simulator (start here):     %s/simulator", base)
-        logger.info("  WeChat callback URL:               %s/wechat", base)
-        logger.info("  Officer console:                   %s/console", base)
-        logger.info("  API docs / health:                 %s/docs  %s/healthz", base, base)
-        if settings.development:
-            from casework import demo
-
-            logger.info(
-                "  demo accounts (password %s): commander, fanzha (反诈), "
-                "fazhi (法制), officer01 ... (community officers)",
-                demo.DEMO_PASSWORD,
-            )
-        logger.info("  Rasa (NLU + dialogue, triage API): %s (token: RASA_TOKEN)", rasa_url)
-        if settings.development:
-            logger.info(
-                '    try: curl -s "%s/model/parse?token=$(cat %s)" '
-                '-d \'{"text":"我被刷单骗了两万"}\'',
-                rasa_url,
-                settings.var_dir / "rasa-token",
-            )
-        logger.info("  action server:                     %s (token: ACTIONS_TOKEN)", actions_url)
-        logger.info("  chat in the terminal instead:      make shell")
-        while all(child.poll() is None for child in children):
-            time.sleep(1)
-        logger.error("a process exited; stopping the others")
-    except KeyboardInterrupt:
-        logger.info("stopping ...")
+        _wait_up(f"{base}/healthz", workers_started[0], supervisor, "the gateway")
+        _announce(settings, base, fleet.urls(), actions_url, workers)
+        supervisor.every_tick(fleet.check_requests)
+        supervisor.run()
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        fleet.withdraw()
+        if supervisor.children:
+            logger.info("stopping ...")
+        supervisor.stop_all()
+        if listener is not None:
+            listener.close()
+
+
+def _announce(
+    settings: Settings, base: str, rasa_urls: list[str], actions_url: str, workers: int
+) -> None:
+    logger.info("警民通 is running (Ctrl-C stops everything; a crashed process is restarted):")
+    if settings.simulator_enabled:
+        logger.info("  WeChat simulator (start here):     %s/simulator", base)
+    logger.info("  WeChat callback URL:               %s/wechat (%s worker(s))", base, workers)
+    logger.info("  Officer console:                   %s/console", base)
+    logger.info("  API docs / health:                 %s/docs  %s/healthz", base, base)
+    if settings.development:
+        from casework import demo
+
+        logger.info(
+            "  demo accounts (password %s): commander, fanzha (反诈), "
+            "fazhi (法制), officer01 ... (community officers)",
+            demo.DEMO_PASSWORD,
+        )
+    logger.info("  Rasa (NLU + dialogue, triage API): %s (token: RASA_TOKEN)", " ".join(rasa_urls))
+    if settings.development:
+        logger.info(
+            '    try: curl -s "%s/model/parse?token=$(cat %s)" -d \'{"text":"我被刷单骗了两万"}\'',
+            rasa_urls[0],
+            settings.var_dir / "rasa-token",
+        )
+    logger.info("  action server:                     %s (token: ACTIONS_TOKEN)", actions_url)
+    logger.info("  promote a model without a pause:   jmt model promote")
+    logger.info("  chat in the terminal instead:      make shell")
 
 
 def _reachable(host: str) -> str:

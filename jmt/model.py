@@ -12,11 +12,16 @@ A model is `jmt-<data hash>.tar.gz`, versioned by the hash of the data it was tr
 `jmt nlu evaluate --compare` validates the data, trains the candidate (only if the data
 changed), evaluates candidate and live on the held-out set and writes
 `reports/compare/report.md` and `gate.json`. `jmt model promote` runs that gate unless a
-fresh result for exactly that candidate exists, and only when it passes loads the model
-with Rasa's `PUT /model` and checks `GET /status`. No restart and no refused connection,
-but Rasa 3.6 loads the model inside its event loop: messages sent meanwhile wait (about
-20 s on 2 busy cores) and are answered afterwards; and the new agent gets a new tracker
-store, so with the embedded in-memory one, conversations in progress start afresh.
+fresh result for exactly that candidate exists, and only when it passes hands the model
+to the running launcher (`make run`, jmt/launch.py): it starts a new Rasa process per
+replica with the new model, switches traffic to it once its `GET /status` names the
+model, and stops the old one after a drain (jmt/rasa_fleet.py) — no pause, conversations
+continue from the shared tracker store.
+
+When no launcher runs Rasa (Rasa managed by someone else), `--put-model` keeps the old
+path: Rasa's `PUT /model` on the serving process, then `GET /status`. Rasa 3.6 loads the
+model inside its event loop there: every message sent meanwhile waits (18–24 s on 2 busy
+cores) and is answered afterwards.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +53,7 @@ from jmt.evaluate import (
     evaluate_model,
     gate,
 )
+from jmt.rasa_fleet import CONTROL_DIR, STATE_FILE, read_json, write_json_atomically
 from jmt.train import data_hash, metadata_path, model_path, train
 
 logger = logging.getLogger(__name__)
@@ -286,6 +294,89 @@ class RasaModelAPI:
             raise PromotionError(f"after PUT /model Rasa serves {serving!r}, not {model.name}")
 
 
+class LauncherControl:
+    """The running launcher's Rasa replicas (jmt/rasa_fleet.py): the same two calls as
+    RasaModelAPI, but `load` asks the launcher for a switch without a pause and waits
+    for its answer."""
+
+    def __init__(self, var_dir: Path, state: dict, *, timeout: float = 1800.0) -> None:
+        self.var_dir = var_dir
+        self.state = state
+        self.timeout = timeout
+        self.url = ", ".join(state.get("urls") or []) or "the launcher"
+
+    @classmethod
+    def find(cls, var_dir: Path, *, timeout: float = 1800.0) -> LauncherControl | None:
+        """The launcher that runs with this JMT_VAR_DIR, if one is alive."""
+        state = read_json(var_dir / STATE_FILE)
+        if not state or not _alive(int(state.get("pid") or 0)):
+            return None
+        return cls(var_dir, state, timeout=timeout)
+
+    def serving(self) -> str:
+        state = read_json(self.var_dir / STATE_FILE) or self.state
+        return str(state.get("serving") or "")
+
+    def load(self, model: Path) -> None:
+        ident = uuid.uuid4().hex
+        control = self.var_dir / CONTROL_DIR
+        result_file = control / f"result-{ident}.json"
+        write_json_atomically(
+            control / f"promote-{ident}.json", {"id": ident, "model": str(model.resolve())}
+        )
+        logger.info("asked the launcher (pid %s) to switch to %s", self.state["pid"], model.name)
+        deadline = time.monotonic() + self.timeout
+        while (result := read_json(result_file)) is None:
+            if not _alive(int(self.state["pid"])):
+                raise PromotionError("the launcher stopped before it answered")
+            if time.monotonic() > deadline:
+                raise PromotionError(f"the launcher did not answer in {self.timeout:.0f} s")
+            time.sleep(0.5)
+        result_file.unlink(missing_ok=True)
+        if not result.get("ok"):
+            raise PromotionError(f"the launcher kept the old model: {result.get('error')}")
+        if result.get("serving") != model.name:
+            raise PromotionError(f"after the switch Rasa serves {result.get('serving')!r}")
+        self.url = ", ".join(result.get("urls") or [])
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+ModelServer = RasaModelAPI | LauncherControl
+
+
+def model_server(
+    *, put_model: bool, rasa_url: str | None, rasa_token: str | None, var_dir: Path | None
+) -> ModelServer:
+    """The launcher's replicas, or with `put_model` Rasa at `rasa_url` (PUT /model)."""
+    if put_model:
+        if not rasa_url:
+            raise PromotionError("--put-model needs the Rasa server's URL (--rasa-url/RASA_URL)")
+        return RasaModelAPI(rasa_url, token=rasa_token)
+    if var_dir is None:
+        from casework.settings import Settings
+
+        var_dir = Settings.from_env().var_dir
+    control = LauncherControl.find(var_dir)
+    if control is None:
+        raise PromotionError(
+            f"no launcher is running with JMT_VAR_DIR={var_dir} (no live {STATE_FILE}): "
+            "start it with `make run`, or, when Rasa is managed by someone else, pass "
+            "--put-model (Rasa's PUT /model: replies pause 18-24 s while it loads)"
+        )
+    return control
+
+
 def _warn_if_trackers_in_memory() -> None:
     endpoints = yaml.safe_load(paths.ENDPOINTS.read_text(encoding="utf-8")) or {}
     if not endpoints.get("tracker_store"):
@@ -296,7 +387,7 @@ def _warn_if_trackers_in_memory() -> None:
         )
 
 
-def _switch(api: RasaModelAPI, model: Path, action: str, models_dir: Path) -> Path:
+def _switch(api: ModelServer, model: Path, action: str, models_dir: Path) -> Path:
     """Load `model` into the server and record it; returns what was live before."""
     if not model.is_file():
         raise PromotionError(f"{model} does not exist")
@@ -319,16 +410,19 @@ def _switch(api: RasaModelAPI, model: Path, action: str, models_dir: Path) -> Pa
 
 def promote(
     *,
-    rasa_url: str,
+    rasa_url: str | None = None,
     rasa_token: str | None = None,
     model: Path | None = None,
     force: bool = False,
+    put_model: bool = False,
+    var_dir: Path | None = None,
     models_dir: Path = paths.MODELS,
     heldout: Path = paths.HELDOUT,
     reports_root: Path = COMPARE_REPORTS,
 ) -> Path:
-    """Gate, then load into the running server; returns the model now live.
-    `force` reruns the gate even when a fresh result exists; it never skips it."""
+    """Gate, then switch the running launcher's replicas (or, with `put_model`, PUT
+    /model on Rasa at `rasa_url`); returns the model now live. `force` reruns the gate
+    even when a fresh result exists; it never skips it."""
     candidate = model or model_path(data_hash())
     live = default_live(candidate, models_dir) if candidate.exists() else None
     result = None if force else fresh_gate(candidate, live, heldout, reports_root)
@@ -345,30 +439,41 @@ def promote(
             + "; ".join(result.reasons)
             + f" (see {reports_root / 'report.md'})"
         )
-    api = RasaModelAPI(rasa_url, token=rasa_token)
+    api = model_server(
+        put_model=put_model, rasa_url=rasa_url, rasa_token=rasa_token, var_dir=var_dir
+    )
     live_now = read_live(models_dir)
     if api.serving() == candidate.name and (
         live_now is None or live_now.resolve() == candidate.resolve()
     ):  # e.g. the first promotion of the model `make run` started with: no reload
         if live_now is None:
             record("promote", None, candidate, models_dir)
-        logger.info("Rasa at %s already serves %s; it is LIVE", rasa_url, candidate.name)
+        logger.info("Rasa at %s already serves %s; it is LIVE", api.url, candidate.name)
         return candidate
     previous = _switch(api, candidate, "promote", models_dir)
     logger.info(
-        "promoted %s (was %s); Rasa at %s serves it", candidate.name, previous.name, rasa_url
+        "promoted %s (was %s); Rasa at %s serves it", candidate.name, previous.name, api.url
     )
     return candidate
 
 
 def rollback(
-    *, rasa_url: str, rasa_token: str | None = None, models_dir: Path = paths.MODELS
+    *,
+    rasa_url: str | None = None,
+    rasa_token: str | None = None,
+    put_model: bool = False,
+    var_dir: Path | None = None,
+    models_dir: Path = paths.MODELS,
 ) -> Path:
-    """Back to the model the latest promotion replaced (no gate: it was live before)."""
+    """Back to the model the latest promotion replaced (no gate: it was live before),
+    the same way `promote` switches."""
     target = rollback_target(models_dir)
     if target is None:
         raise PromotionError(f"nothing to roll back to ({models_dir / HISTORY_FILE})")
-    previous = _switch(RasaModelAPI(rasa_url, token=rasa_token), target, "rollback", models_dir)
+    api = model_server(
+        put_model=put_model, rasa_url=rasa_url, rasa_token=rasa_token, var_dir=var_dir
+    )
+    previous = _switch(api, target, "rollback", models_dir)
     logger.info("rolled back to %s (was %s)", target.name, previous.name)
     return target
 
@@ -414,12 +519,19 @@ def add_nlu_evaluate_parser(nlu_commands: argparse._SubParsersAction) -> None:
 def add_model_parser(commands: argparse._SubParsersAction) -> None:
     model = commands.add_parser("model", help="promote, roll back and list models")
     actions = model.add_subparsers(dest="model_command", required=True)
-    promote_parser = actions.add_parser("promote", help="gate, then load into running Rasa")
-    promote_parser.add_argument("--rasa-url", help="default: RASA_URL / RASA_PORT")
+    promote_parser = actions.add_parser(
+        "promote", help="gate, then switch the running replicas without a pause"
+    )
     promote_parser.add_argument("--model", type=Path, help="default: the current data's model")
     promote_parser.add_argument("--force", action="store_true", help="rerun a fresh gate")
     rollback_parser = actions.add_parser("rollback", help="back to the previous live model")
-    rollback_parser.add_argument("--rasa-url", help="default: RASA_URL / RASA_PORT")
+    for parser in (promote_parser, rollback_parser):
+        parser.add_argument(
+            "--put-model",
+            action="store_true",
+            help="no launcher runs Rasa: PUT /model on it (replies pause 18-24 s)",
+        )
+        parser.add_argument("--rasa-url", help="with --put-model; default: RASA_URL / RASA_PORT")
     actions.add_parser("list", help="models, their data hash and which is live")
 
 
@@ -466,9 +578,10 @@ def model_command(args: argparse.Namespace) -> int:
                 rasa_token=_rasa_token(),
                 model=args.model,
                 force=args.force,
+                put_model=args.put_model,
             )
         elif args.model_command == "rollback":
-            rollback(rasa_url=_rasa_url(args), rasa_token=_rasa_token())
+            rollback(rasa_url=_rasa_url(args), rasa_token=_rasa_token(), put_model=args.put_model)
         else:
             for line in describe_models():
                 _say(line)

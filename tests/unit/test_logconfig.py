@@ -43,10 +43,12 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
 
 
 def test_uvicorn_workers_log_in_the_project_format_and_add_up_their_metrics(tmp_path: Path):
-    """The launcher's uvicorn command with two workers: uvicorn's own lines (its supervisor
-    process, startup, access log) and ours share the format; the access line of a request carries
-    its id and no secret; /metrics adds up both workers (PROMETHEUS_MULTIPROC_DIR)."""
+    """Two gateway workers as the launcher starts them (jmt.gateway_worker on one shared
+    socket): uvicorn's own lines (startup, access log) and ours share the format; the access
+    line of a request carries its id and no secret; /metrics adds up both workers
+    (PROMETHEUS_MULTIPROC_DIR)."""
     port = _free_port()
+    listener = launch.listen("127.0.0.1", port)
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     log = tmp_path / "gateway.log"
@@ -73,18 +75,23 @@ def test_uvicorn_workers_log_in_the_project_format_and_add_up_their_metrics(tmp_
         timeout=120,
     )
     with open(log, "w") as output:
-        server = subprocess.Popen(
-            [*launch.gateway(port), "--workers", "2"],
-            env=env,
-            cwd=paths.REPO_ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+        workers = [
+            subprocess.Popen(
+                launch.gateway_worker(listener),
+                env=env,
+                cwd=paths.REPO_ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
+            )
+            for _ in range(2)
+        ]
+    listener.close()  # the workers hold it now
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert server.poll() is None, log.read_text()[-3000:]
+            assert all(w.poll() is None for w in workers), log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             try:
                 if _get(f"{base}/healthz")[0] == 200:
@@ -110,8 +117,10 @@ def test_uvicorn_workers_log_in_the_project_format_and_add_up_their_metrics(tmp_
             )
         assert len({path.name for path in metrics_dir.glob("counter_*.db")}) == 2
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        for worker in workers:
+            worker.send_signal(signal.SIGINT)
+        for worker in workers:
+            worker.wait(timeout=30)
     text = log.read_text()
     lines = text.splitlines()
     parsed = [LINE.match(line) for line in lines]

@@ -295,6 +295,7 @@ def test_promote_refuses_a_failing_gate_without_touching_the_server(
     with pytest.raises(models.PromotionError, match="emergency recall 0.980 vs live 1.000"):
         models.promote(
             rasa_url=rasa.url,
+            put_model=True,
             model=project["b"],
             models_dir=project["models"],
             heldout=project["heldout"],
@@ -314,6 +315,7 @@ def test_promote_refuses_on_a_fresh_failed_gate_result_without_rerunning(
     with pytest.raises(models.PromotionError, match="macro-F1 0.950"):
         models.promote(
             rasa_url=rasa.url,
+            put_model=True,
             model=project["b"],
             models_dir=project["models"],
             heldout=project["heldout"],
@@ -331,7 +333,7 @@ def test_the_cli_exits_1_and_says_why(
     refused = GateResult(False, ["fraud_suspicion recall 0.943 vs live 0.957 (may never drop)"], [])
     monkeypatch.setattr(models, "run_gate", lambda *a, **k: refused)
     monkeypatch.setattr(models, "fresh_gate", lambda *a, **k: None)
-    argv = ["model", "promote", "--rasa-url", rasa.url, "--model", str(project["b"])]
+    argv = ["model", "promote", "--put-model", "--rasa-url", rasa.url, "--model", str(project["b"])]
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)
     assert exit_.value.code == 1
@@ -352,6 +354,7 @@ def test_promote_then_rollback(
     monkeypatch.setattr(models, "run_gate", _no_gate_run)
     live = models.promote(
         rasa_url=rasa.url,
+        put_model=True,
         model=b,
         models_dir=folder,
         heldout=project["heldout"],
@@ -365,7 +368,7 @@ def test_promote_then_rollback(
         ["promote", a.name, HASH_A, b.name, HASH_B]
     ]
 
-    assert models.rollback(rasa_url=rasa.url, models_dir=folder) == a
+    assert models.rollback(rasa_url=rasa.url, put_model=True, models_dir=folder) == a
     assert rasa.loads == [str(b.resolve()), str(a.resolve())] and rasa.serving == a.name
     assert models.read_live(folder) == a
     assert (folder / "HISTORY").read_text().splitlines()[1].split("\t")[1:] == [
@@ -376,7 +379,7 @@ def test_promote_then_rollback(
         HASH_A,
     ]
     with pytest.raises(models.PromotionError, match="nothing to roll back to"):
-        models.rollback(rasa_url=rasa.url, models_dir=folder)
+        models.rollback(rasa_url=rasa.url, put_model=True, models_dir=folder)
 
 
 def test_promoting_the_model_rasa_already_serves_only_records_it(
@@ -385,6 +388,7 @@ def test_promoting_the_model_rasa_already_serves_only_records_it(
     monkeypatch.setattr(models, "run_gate", lambda *a, **k: GateResult(True, [], []))
     models.promote(
         rasa_url=rasa.url,
+        put_model=True,
         model=project["a"],
         models_dir=project["models"],
         heldout=project["heldout"],
@@ -403,6 +407,7 @@ def test_a_model_rasa_refuses_to_load_changes_nothing(
     with pytest.raises(models.PromotionError, match="HTTP 400"):
         models.promote(
             rasa_url=rasa.url,
+            put_model=True,
             model=project["b"],
             models_dir=project["models"],
             heldout=project["heldout"],
@@ -416,5 +421,5 @@ def test_an_unreachable_server_is_reported(project: dict[str, Path]) -> None:
     models.write_live(project["a"], project["models"])
     models.record("promote", project["a"], project["b"], project["models"])
     with pytest.raises(models.PromotionError, match="did not answer GET /status"):
-        models.rollback(rasa_url="http://127.0.0.1:9", models_dir=project["models"])
+        models.rollback(rasa_url="http://127.0.0.1:9", put_model=True, models_dir=project["models"])
     assert models.read_live(project["models"]) == project["b"]
