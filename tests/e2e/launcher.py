@@ -39,6 +39,11 @@ def free_port_range(count: int) -> int:
     raise RuntimeError("no free range of ports")
 
 
+def is_rasa_server(command: str) -> bool:
+    """A `rasa run` the launcher started (through jmt/rasa_process.py: Rasa without JAX)."""
+    return "jmt.rasa_process run " in command
+
+
 def children_of(pid: int) -> dict[int, str]:
     """The direct children of `pid` and their command lines (from /proc)."""
     found = {}

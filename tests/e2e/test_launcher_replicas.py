@@ -26,7 +26,13 @@ from jmt import model as models
 from jmt import paths
 from jmt.evaluate import GateResult
 from tests.conftest import _postgres_schema_url
-from tests.e2e.launcher import children_of, rasa_urls, running_launcher, wait_until
+from tests.e2e.launcher import (
+    children_of,
+    is_rasa_server,
+    rasa_urls,
+    running_launcher,
+    wait_until,
+)
 from tests.e2e.test_production_stores import DEFAULT_PG, DEFAULT_REDIS, reachable_or_skip
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +57,7 @@ def rasa_pids(launcher_pid: int) -> dict[int, int]:
     """port -> pid of every `rasa run` the launcher runs."""
     found = {}
     for pid, command in children_of(launcher_pid).items():
-        if "rasa run" in command:
+        if is_rasa_server(command):
             words = command.split()
             found[int(words[words.index("--port") + 1])] = pid
     return found
@@ -119,7 +125,7 @@ def test_two_replicas_share_conversations_survive_a_kill_and_swap_models(
             assert [status(url, token) for url in spare] == [copy.name, copy.name]
             assert sorted(rasa_pids(bot["launcher"].pid)) == [base + 2, base + 3]
             assert say(spare[1], sender, "谢谢")  # the same conversation, on the new model
-            commands = [c for c in children_of(bot["launcher"].pid).values() if "rasa run" in c]
+            commands = [c for c in children_of(bot["launcher"].pid).values() if is_rasa_server(c)]
             assert len(commands) == 2
             assert all("endpoints.production.yml" in command for command in commands)
     finally:

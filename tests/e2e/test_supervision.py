@@ -23,7 +23,13 @@ from sqlalchemy import select
 from casework import db
 from casework.models import Case
 from gateway.service import BOT_UNAVAILABLE
-from tests.e2e.launcher import children_of, rasa_urls, running_launcher, wait_until
+from tests.e2e.launcher import (
+    children_of,
+    is_rasa_server,
+    rasa_urls,
+    running_launcher,
+    wait_until,
+)
 from tests.e2e.test_conversation import response, text_xml, wechat_post
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +44,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 def processes(bot: dict) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {"rasa": [], "gateway": [], "actions": []}
     for pid, command in children_of(bot["launcher"].pid).items():
-        if "rasa run" in command:
+        if is_rasa_server(command):
             found["rasa"].append(pid)
         elif "jmt.gateway_worker" in command:
             found["gateway"].append(pid)
