@@ -229,11 +229,14 @@ class SlowActions:
                     status, data = error.code, error.read()
                 except OSError:
                     status, data = 502, b"{}"
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the calling Rasa replica was killed meanwhile
+                    self.close_connection = True
 
             def do_GET(self) -> None:  # noqa: N802
                 self._forward(None)
@@ -554,12 +557,12 @@ class Faults:
     notes: list[str] = field(default_factory=list)
 
 
-def wait_for(check, timeout: float = 600) -> float | None:  # noqa: ANN001
+def wait_for(check, timeout: float = 600, every: float = 0.2) -> float | None:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return time.monotonic()
-        time.sleep(0.2)
+        time.sleep(every)
     return None
 
 
@@ -639,7 +642,7 @@ def inject(
     stamp(f"WeChat API failed (HTTP 500) for {outage:.0f} s", began, ended)
 
     def watch_outbox() -> None:
-        drained = wait_for(lambda: pending_outbox(database) == 0, timeout=300)
+        drained = wait_for(lambda: pending_outbox(database) == 0, timeout=300, every=0.5)
         if drained:
             faults.back["outbox"] = drained
 
@@ -787,11 +790,20 @@ def run(args: argparse.Namespace, *, workers: int, replicas: int, faults_on: boo
             )
             if injector is not None:
                 injector.join()
-            drained = wait_for(lambda: pending_outbox(database) == 0, timeout=args.drain)
             sent: dict[str, list[str]] = {}
             merge_sent(load, sent)
             merge_sent(probe, sent)
             merge_sent(outage, sent)
+
+            def settled() -> bool:
+                """Late answers queued (a slow action finishes after `success`) and the
+                outbox empty — or the --drain timeout, and what is missing is lost."""
+                statuses, _, _, undelivered = records(database, sent)
+                keys = [k for ks in sent.values() for k in ks]
+                return not lost_messages(keys, statuses, undelivered)
+
+            time.sleep(args.slow)
+            drained = wait_for(settled, timeout=args.drain, every=2.0)
             statuses, queued, sent_items, undelivered = records(database, sent)
             recorded = wechat.recorded()
             # an item the outbox marked sent that WeChat never received is lost too
