@@ -135,6 +135,16 @@ def first_after(times: Iterable[float], moment: float) -> float | None:
 # ---------------------------------------------------------------------- stand-ins
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A threaded HTTP server that does not print a traceback when a killed process's
+    connection is reset under it (the faults here do that on purpose)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 class WeChatApiStandIn:
     """SIMULATED WeChat API (stand-in for api.weixin.qq.com) on a local port: tokens and
     customer-service sends through `WeChatStandIn`; HTTP 500 while `fail_until` lasts."""
@@ -194,7 +204,7 @@ class WeChatApiStandIn:
                     outer.sent_at.append(time.monotonic())
                 self._answer(status, answer)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -252,7 +262,7 @@ class SlowActions:
                     time.sleep(delay)
                 self._forward(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -321,11 +331,14 @@ def children_of(pid: int) -> dict[int, str]:
 
 
 def free_ports(count: int) -> int:
-    """A port p with p .. p+count-1 free (a Rasa replica also needs its spare port)."""
+    """A port p with p .. p+count-1 free (a Rasa replica also needs its spare port), below
+    the kernel's ephemeral range (32768-60999): a promotion binds the spare ports minutes
+    later, and a port from that range may by then be some client connection's."""
     import socket
 
-    for _ in range(100):
-        base = free_port()
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - count)
         try:
             for port in range(base, base + count):
                 with socket.socket() as probe:
@@ -919,7 +932,7 @@ def report(result: dict, baseline: dict | None) -> None:
     for note in faults.notes:
         print(f"  note: {note}")
     if not result["drained"]:
-        print("  the outbox still had pending items at the end")
+        print("  not settled within --drain: the lost messages above were never answered")
 
 
 def main() -> None:
