@@ -84,6 +84,7 @@ from jmt.train import data_hash, model_path  # noqa: E402
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 HANDOFF = "转人工"
+SLOW = "success"  # the kind of answer a slow reply gets: `success`, the outbox follows
 APP_ID, APP_SECRET = "wx-bench-scale", "bench-scale-secret"
 
 
@@ -921,11 +922,14 @@ def report(result: dict, baseline: dict | None) -> None:
             else:
                 line += "; the outbox was not emptied within 300 s"
         elif what.startswith("promoted"):
-            during = [lat for t, _, lat in result["answers"] if began <= t <= ended]
+            # replies answered passively (the slow handoffs wait 4.5 s anyway)
+            during = [
+                lat for t, kind, lat in result["answers"] if began <= t <= ended and kind != SLOW
+            ]
             line += f"longest reply gap {longest_gap(times, began, ended):.2f} s"
             if during:
                 line += (
-                    f"; {len(during)} replies, p99 {percentile(during, 99) * 1000:.0f} ms, "
+                    f"; {len(during)} passive replies, p99 {percentile(during, 99) * 1000:.0f} ms, "
                     f"max {max(during) * 1000:.0f} ms"
                 )
         print(line)
