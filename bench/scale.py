@@ -381,6 +381,7 @@ def launcher(
     """The real launcher, in its own process group; yields it and its action-server port
     (for the proxy to forward to). Always stopped: SIGTERM, then the group killed."""
     model = model_path(data_hash())
+    prefix = f"jmtbench{secrets.token_hex(4)}"  # the Redis lock store's keys, removed at the end
     rasa_port = free_ports(2 * replicas)
     actions_port, gateway_port = free_port(), free_port()
     var = tmp / "var"
@@ -393,7 +394,7 @@ def launcher(
             "JMT_VAR_DIR": str(var),
             "DATABASE_URL": database,
             "REDIS_URL": REDIS,
-            "RASA_REDIS_PREFIX": f"jmtbench{secrets.token_hex(4)}",
+            "RASA_REDIS_PREFIX": prefix,
             "RASA_TRACKER_DB": str(tmp / "rasa-tracker.sqlite3"),  # used with 1 replica only
             "RASA_TELEMETRY_ENABLED": "false",
             "RASA_PORT": str(rasa_port),
@@ -445,6 +446,11 @@ def launcher(
         except ProcessLookupError:
             pass
         process.wait()
+        import redis
+
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(f"{prefix}*"):  # locks a killed replica left behind
+            client.delete(key)
 
 
 # ---------------------------------------------------------------------- residents
