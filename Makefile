@@ -104,6 +104,10 @@ bench-claims: $(STAMP) ## Outbox and ticket claims, 1 vs 2 workers on PostgreSQL
 bench-promotion: train ## Reply latency while a model is promoted: launcher swap vs Rasa's PUT /model
 	$(PY) bench/promotion.py
 
+.PHONY: bench-scale
+bench-scale: train ## Load and faults: 2 workers + 2 Rasa replicas on PostgreSQL/Redis, kills, WeChat outage, promotion
+	nice -n 5 $(PY) bench/scale.py $(BENCH_SCALE_ARGS)
+
 .PHONY: clean
 clean: ## Remove trained models, reports and local databases (keeps .venv)
 	rm -rf bot/models results reports var .pytest_cache .mypy_cache .ruff_cache
