@@ -38,6 +38,12 @@ CLAIM_TTL = timedelta(minutes=5)  # only dead (or wedged) workers' claims expire
 # 5 s connect + 5 s read timeout: 10 × 10 s stays well inside CLAIM_TTL, so a slow
 # partner never lets a live worker's claim expire under it (which would mean two sends).
 BATCH = 10
+# A bot turn (an inbound message the gateway is asking Rasa about) is claimed by the
+# worker that stored it. A live worker finishes well inside this: Rasa's read timeout is
+# 30 s and a turn resent after an un-pause makes at most two such calls. Past it, the
+# turn is answered with the fallback by whichever worker sweeps first, and the slow
+# worker's late answer is dropped (`intake.answer_later` checks the owner).
+TURN_CLAIM_TTL = timedelta(seconds=75)
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=30)
 RETRY_FOR = timedelta(hours=24)

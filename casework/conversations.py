@@ -48,9 +48,12 @@ def record_inbound(
     content: str,
     media: dict[str, Any] | None = None,
     raw: str | None = None,
+    claimed_by: str | None = None,
+    claim_expires_at: datetime | None = None,
 ) -> tuple[Message, bool]:
     """Store an inbound message once. Returns (message, True) the first time and
-    (the stored message, False) for a retry with the same key."""
+    (the stored message, False) for a retry with the same key. `claimed_by` /
+    `claim_expires_at`: the bot turn's claim, for a message the bot will be asked about."""
     existing = session.execute(
         select(Message).where(Message.dedupe_key == dedupe_key)
     ).scalar_one_or_none()
@@ -66,6 +69,8 @@ def record_inbound(
         media=media or {},
         raw=raw,
         status="received",
+        claimed_by=claimed_by,
+        claim_expires_at=claim_expires_at,
     )
     try:
         with session.begin_nested():

@@ -13,10 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from casework import cases, conversations, outbox, replay
-from casework.models import Message
+from casework import cases, claims, conversations, outbox, replay
+from casework.clock import utcnow
+from casework.models import Conversation, Message
 
 SCOPE = "wechat"
 
@@ -57,9 +59,15 @@ def store_inbound(
     content: str,
     media: dict[str, Any],
     event: str | None = None,
+    turn_owner: str | None = None,
+    now: datetime | None = None,
 ) -> StoredInbound:
     """Store an inbound message once (a retry finds the stored one). Raises `Replayed`,
-    storing nothing, when the signed request was seen with another body."""
+    storing nothing, when the signed request was seen with another body.
+
+    `turn_owner` (host:pid): the message goes to the bot and this worker owns the turn,
+    until `claims.TURN_CLAIM_TTL` from now. Stored and claimed in one transaction, so a
+    worker that dies at any point after this leaves a turn the sweep will find."""
     if signed is not None:
         sighting = replay.remember(
             session=session,
@@ -78,6 +86,10 @@ def store_inbound(
         msg_type=msg_type,
         content=content,
         media=media,
+        claimed_by=turn_owner,
+        claim_expires_at=(
+            None if turn_owner is None else (now or utcnow()) + claims.TURN_CLAIM_TTL
+        ),
     )
     conversation = conversations.conversation_for(session=session, openid=openid)
     if new and event in ("subscribe", "unsubscribe"):
@@ -139,8 +151,17 @@ def answer_later(
     openid: str,
     texts: list[str],
     sender: str,
-) -> None:
-    """Answers for the customer-service API (the outbox)."""
+    owner: str | None = None,
+) -> bool:
+    """Answers for the customer-service API (the outbox). With `owner`, only while the
+    bot turn is still claimed by `owner`: False (nothing queued) when the turn was taken
+    over by the stalled-turn sweep, which has already answered it."""
+    if owner is not None:
+        taken_over = session.execute(
+            select(Message.id).where(Message.id == message_id, Message.claimed_by != owner)
+        ).first()
+        if taken_over is not None:
+            return False
     for text in texts:
         outbox.enqueue(
             session=session,
@@ -152,6 +173,7 @@ def answer_later(
     message = session.get(Message, message_id)
     if message is not None and message.status == "received":
         message.status = "answered"
+    return True
 
 
 def set_status(*, session: Session, message_id: int, status: str) -> None:
@@ -190,3 +212,63 @@ def open_bot_down_case(*, session: Session, openid: str, content: str, error: st
         summary=f"【智能助手故障】{content[:120]}",
         details={"first_message": content, "error": error[:300]},
     )
+
+
+class RecoveredTurn(BaseModel):
+    message_id: int
+    openid: str
+    answered: bool  # False: an officer owns the conversation now, nothing was sent
+
+    class Config:
+        frozen = True
+
+
+def recover_stalled_turns(
+    *, session: Session, owner: str, now: datetime, fallback: str, limit: int = claims.BATCH
+) -> list[RecoveredTurn]:
+    """Bot turns whose worker died (or wedged) mid-turn: still 'received', claim expired.
+
+    WeChat's retries of such a message were answered `success` as duplicates, so without
+    this the resident would never hear back. Each one is claimed (only expired claims are
+    taken, so two sweeping workers never take the same turn), answered with `fallback`
+    through the outbox and recorded as an officer case — never asked of the bot a second
+    time: the dead worker may already have sent it to Rasa."""
+    stalled = (
+        (Message.direction == "in")
+        & (Message.status == "received")
+        & (Message.claim_expires_at.is_not(None))
+        & (Message.claim_expires_at <= now)
+    )
+    taken = claims.claim(
+        session,
+        id_column=Message.id,
+        claimable=stalled,
+        order_by=[Message.claim_expires_at, Message.id],
+        values={"claimed_by": owner, "claim_expires_at": now + claims.TURN_CLAIM_TTL},
+        limit=limit,
+    )
+    recovered = []
+    for message_id in taken:
+        message = session.get(Message, message_id)
+        conversation = session.get(Conversation, message.conversation_id)
+        openid = conversation.openid
+        if conversation.owner == "officer":
+            message.status = "for_officer"  # an officer took it over meanwhile: they answer
+            recovered.append(RecoveredTurn(message_id=message_id, openid=openid, answered=False))
+            continue
+        open_bot_down_case(
+            session=session,
+            openid=openid,
+            content=message.content,
+            error="the gateway worker handling this message stopped mid-turn",
+        )
+        outbox.enqueue(
+            session=session,
+            conversation_id=conversation.id,
+            openid=openid,
+            text=fallback,
+            sender="system",
+        )
+        message.status = "answered"
+        recovered.append(RecoveredTurn(message_id=message_id, openid=openid, answered=True))
+    return recovered

@@ -171,7 +171,16 @@ class Message(Base):
     """Every message, both directions, stored before anything else happens to it."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_messages_dedupe_key"),)
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_messages_dedupe_key"),
+        # the stalled-turn sweep reads only turns in progress: a small partial index
+        Index(
+            "ix_messages_turn_claim",
+            "claim_expires_at",
+            postgresql_where=text("status = 'received'"),
+            sqlite_where=text("status = 'received'"),
+        ),
+    )
 
     id = Column(Integer, primary_key=True)
     conversation_id = Column(Integer, ForeignKey("conversations.id"), nullable=False, index=True)
@@ -191,6 +200,11 @@ class Message(Base):
     delivery = Column(String(16), nullable=True)  # outbound: passive | outbox
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
     redacted_at = Column(DateTime(timezone=True), nullable=True)  # retention (revision 0005)
+    # ---- inbound: the bot turn's claim (revision 0007). The worker that stored a message
+    # for the bot owns its turn until it expires; a worker that died mid-turn is found by
+    # `intake.recover_stalled_turns` (status still 'received', claim expired).
+    claimed_by = Column(String(128), nullable=True)
+    claim_expires_at = Column(DateTime(timezone=True), nullable=True)
 
 
 class OutboxItem(Base):

@@ -1,7 +1,8 @@
 """Background work for officers: route and announce new cases, run the ticket loop.
 
 Cases are created by the action server (bot hand-offs) and by the gateway (bot down,
-tickets coming back). Each pass finds cases nobody has announced yet, routes them to an
+tickets coming back, a bot turn whose worker died: `intake.recover_stalled_turns`, run
+first in each pass). Each pass finds cases nobody has announced yet, routes them to an
 officer (and the duty commander where needed) and notifies them through DingTalk; sends
 pending tickets to the governance platform; and brings overdue tickets back to officers.
 Cases and tickets are claimed with an owner and an expiry (`casework.dispatch`), so
@@ -20,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from casework import claims, db, dispatch, retention
+from casework import claims, db, dispatch, intake, retention
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
 from casework.clock import utcnow
 from casework.privacy import mask_pii
 from gateway.background import BackgroundLoop
+from gateway.service import BOT_UNAVAILABLE
 from integrations.governance import GovernanceClient, GovernanceError
 from integrations.notify import Notification, Notifier, NotifyError
 
@@ -98,6 +100,7 @@ class Dispatcher(BackgroundLoop):
         self.console_url = console_url.rstrip("/")
 
     async def run_once(self) -> int:
+        await asyncio.to_thread(self._recover_stalled_turns)  # before routing: its cases
         announcements = await asyncio.to_thread(self._route_new_cases)
         for announcement in announcements:
             await self._announce(announcement)
@@ -122,6 +125,20 @@ class Dispatcher(BackgroundLoop):
             logger.info("retention: %s", "; ".join(report.lines()))
 
     # ---------------------------------------------------------------- cases
+
+    def _recover_stalled_turns(self) -> None:
+        """Messages whose gateway worker died mid-turn: the fallback answer and a case."""
+        with db.session_scope(self.database_url) as session:
+            recovered = intake.recover_stalled_turns(
+                session=session, owner=self.owner, now=self.clock(), fallback=BOT_UNAVAILABLE
+            )
+        for turn in recovered:
+            logger.warning(
+                "message %s from %s: its worker stopped mid-turn; %s",
+                turn.message_id,
+                turn.openid,
+                "fallback queued, case opened" if turn.answered else "an officer owns it now",
+            )
 
     def _route_new_cases(self) -> list[Announcement]:
         with db.session_scope(self.database_url) as session:

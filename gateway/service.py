@@ -26,7 +26,7 @@ from datetime import datetime
 
 import httpx
 
-from casework import conversations, db, handling, intake, tracker_store
+from casework import claims, conversations, db, handling, intake, tracker_store
 from casework.clock import utcnow
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
@@ -117,8 +117,11 @@ class InboundService:
         outbox_wakeup: asyncio.Event | None = None,
         action_server: ActionServerProbe | None = None,
         tracker_url: str | None = None,
+        owner: str | None = None,
     ) -> None:
         self.rasa = rasa
+        # this worker as the owner of the bot turns it starts (`casework.claims`)
+        self.owner = owner or claims.worker_id()
         self.action_server = action_server or ActionServerProbe(None)
         self.database_url = database_url
         self.rate_limiter = rate_limiter or RateLimiter()
@@ -141,6 +144,13 @@ class InboundService:
                 content=incoming.content,
                 media=incoming.media,
                 event=incoming.event,
+                # a message for the bot is claimed as it is stored: if this worker dies
+                # mid-turn, another one's sweep answers it (`recover_stalled_turns`)
+                turn_owner=(
+                    self.owner
+                    if incoming.bot_text is not None and incoming.local_reply is None
+                    else None
+                ),
             )
 
     def _answer_passively(
@@ -159,15 +169,22 @@ class InboundService:
 
     def _enqueue(self, stored: StoredInbound, openid: str, texts: list[str], sender: str) -> None:
         with db.session_scope(self.database_url) as session:
-            intake.answer_later(
+            queued = intake.answer_later(
                 session=session,
                 message_id=stored.message_id,
                 conversation_id=stored.conversation_id,
                 openid=openid,
                 texts=texts,
                 sender=sender,
+                owner=self.owner,
             )
-        if self.outbox_wakeup is not None:
+        if not queued:
+            logger.warning(
+                "message %s: the turn outlived its claim and was answered by the sweep; "
+                "the bot's late answer is dropped",
+                stored.message_id,
+            )
+        elif self.outbox_wakeup is not None:
             self.outbox_wakeup.set()
 
     def _take_rating(self, incoming: Incoming) -> bool:

@@ -216,6 +216,16 @@ def _limit(name: str) -> int:
     return wechat_fields.FIELDS.get(name, wechat_fields.EXTRA).max_length
 
 
+def _over_limit(name: str) -> int:
+    """Longer than `name` may be in any message: a VIEW's EventKey is a URL (1,024)."""
+    overrides = [
+        spec.max_length
+        for (_, field), spec in wechat_fields.EVENT_OVERRIDES.items()
+        if field == name
+    ]
+    return max([_limit(name), *overrides])
+
+
 @st.composite
 def mutation(draw, callback: Callback) -> None:
     """Apply one mutation to `callback`, noting whether it breaks it."""
@@ -271,9 +281,9 @@ def mutation(draw, callback: Callback) -> None:
         target.attribute = True
     elif kind == "oversize":
         if target.kind == "text":
-            value = "长" * (_limit(target.name) + draw(st.integers(1, 500)))
+            value = "长" * (_over_limit(target.name) + draw(st.integers(1, 500)))
         elif target.kind in ("id", "name"):
-            value = "a" * (_limit(target.name) + draw(st.integers(1, 5000)))
+            value = "a" * (_over_limit(target.name) + draw(st.integers(1, 5000)))
         else:
             value = "1" * draw(st.integers(21, 400))
         target.set(value, f"{target.name} too long")
