@@ -116,6 +116,37 @@ def claim(
     return claimed
 
 
+def claim_rows(
+    session: Session,
+    *,
+    id_column: Any,
+    claimable: ColumnElement[bool],
+    order_by: Sequence[Any],
+    values: dict[str, Any],
+    limit: int,
+) -> list[Any]:
+    """`claim`, then the rows taken (in id order), read afresh from the database: the
+    claiming UPDATE bypassed the session, so what it holds may be stale."""
+    taken = claim(
+        session,
+        id_column=id_column,
+        claimable=claimable,
+        order_by=order_by,
+        values=values,
+        limit=limit,
+    )
+    if not taken:
+        return []
+    return list(
+        session.execute(
+            select(id_column.class_)
+            .where(id_column.in_(taken))
+            .order_by(id_column)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+
+
 def release(
     session: Session,
     *,
@@ -135,3 +166,27 @@ def release(
         statement.values(**values).execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)
+
+
+def release_row(
+    session: Session,
+    *,
+    id_column: Any,
+    item_id: int,
+    owner_column: Any,
+    owner: str,
+    values: dict[str, Any],
+    also: ColumnElement[bool] | None = None,
+) -> Any | None:
+    """`release`, then the row as it now is; None when the claim was taken over."""
+    if not release(
+        session,
+        id_column=id_column,
+        item_id=item_id,
+        owner_column=owner_column,
+        owner=owner,
+        values=values,
+        also=also,
+    ):
+        return None
+    return session.get(id_column.class_, item_id, populate_existing=True)

@@ -89,7 +89,7 @@ def route_new_cases(
     now = now or utcnow()
     owner = owner or claims.worker_id()
     fresh = Case.notify_status.is_(None)
-    taken = claims.claim(
+    taken: list[Case] = claims.claim_rows(
         session,
         id_column=Case.id,
         claimable=_announcement_claimable(now),
@@ -108,9 +108,7 @@ def route_new_cases(
         limit=limit,
     )
     routed = []
-    for case_id in taken:
-        case = session.get(Case, case_id, populate_existing=True)
-        assert case is not None
+    for case in taken:
         commander = None
         if case.assigned_to_id is None:  # new, or transferred to a desk
             commander = routing.apply(session=session, case=case).commander
@@ -203,7 +201,7 @@ def tickets_to_send(
     governance platform gets."""
     now = now or utcnow()
     owner = owner or claims.worker_id()
-    taken = claims.claim(
+    claimed = claims.claim_rows(
         session,
         id_column=Ticket.id,
         claimable=_ticket_claimable(now),
@@ -216,14 +214,6 @@ def tickets_to_send(
         },
         limit=limit,
     )
-    if not taken:
-        return []
-    claimed = session.execute(
-        select(Ticket)
-        .where(Ticket.id.in_(taken))
-        .order_by(Ticket.id)
-        .execution_options(populate_existing=True)
-    ).scalars()
     return [(t.id, tickets.payload(t)) for t in claimed]
 
 
@@ -241,17 +231,16 @@ def record_ticket_sent(
     or "lost" when the claim was taken over and nothing was written."""
     now = now or utcnow()
     owner = owner or claims.worker_id()
-    if not claims.release(
+    ticket: Ticket | None = claims.release_row(
         session,
         id_column=Ticket.id,
         item_id=ticket_id,
         owner_column=Ticket.claimed_by,
         owner=owner,
         values={"claimed_by": None, "claim_expires_at": None},
-    ):
+    )
+    if ticket is None:
         return "lost"
-    ticket = session.get(Ticket, ticket_id, populate_existing=True)
-    assert ticket is not None
     if error is None:
         tickets.mark_sent(session=session, ticket_id=ticket_id)  # never backwards
         return "sent"

@@ -239,7 +239,7 @@ def recover_stalled_turns(
         & (Message.claim_expires_at.is_not(None))
         & (Message.claim_expires_at <= now)
     )
-    taken = claims.claim(
+    taken: list[Message] = claims.claim_rows(
         session,
         id_column=Message.id,
         claimable=stalled,
@@ -248,8 +248,8 @@ def recover_stalled_turns(
         limit=limit,
     )
     recovered = []
-    for message_id in taken:
-        message = session.get(Message, message_id)
+    for message in taken:
+        message_id = message.id
         conversation = session.get(Conversation, message.conversation_id)
         openid = conversation.openid
         if conversation.owner == "officer":

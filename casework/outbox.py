@@ -87,7 +87,7 @@ def claim_due(
     claimed by exactly one worker, and a claim is taken over only once it has expired."""
     now = now or utcnow()
     owner = owner or claims.worker_id()
-    ids = claims.claim(
+    items = claims.claim_rows(
         session,
         id_column=OutboxItem.id,
         claimable=_claimable(now),
@@ -100,14 +100,6 @@ def claim_due(
         },
         limit=limit,
     )
-    if not ids:
-        return []
-    items = session.execute(
-        select(OutboxItem)
-        .where(OutboxItem.id.in_(ids))
-        .order_by(OutboxItem.id)
-        .execution_options(populate_existing=True)
-    ).scalars()
     return [Claimed(id=i.id, openid=i.openid, text=i.text, attempts=i.attempts) for i in items]
 
 
@@ -119,7 +111,7 @@ def _message_status(session: Session, item: OutboxItem, status: str) -> None:
 
 def _release(session: Session, item_id: int, owner: str, **values: object) -> OutboxItem | None:
     """Finish our claim (None when it was taken over: write nothing)."""
-    if not claims.release(
+    item: OutboxItem | None = claims.release_row(
         session,
         id_column=OutboxItem.id,
         item_id=item_id,
@@ -127,9 +119,7 @@ def _release(session: Session, item_id: int, owner: str, **values: object) -> Ou
         owner=owner,
         values={"claimed_by": None, "claim_expires_at": None, **values},
         also=OutboxItem.status == "sending",
-    ):
-        return None
-    item = session.get(OutboxItem, item_id, populate_existing=True)
+    )
     return item
 
 
