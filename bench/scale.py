@@ -704,6 +704,24 @@ def pending_outbox(database: str) -> int:
         )
 
 
+def recovered_turns(database: str) -> int:
+    """Turns a killed worker left mid-turn, answered by another worker's sweep (the
+    fallback queued with sender 'system': `intake.recover_stalled_turns`)."""
+    with db.session_scope(database) as session:
+        return int(
+            session.execute(
+                sa.select(sa.func.count())
+                .select_from(Message)
+                .where(
+                    Message.direction == "out",
+                    Message.sender == "system",
+                    Message.delivery == "outbox",
+                    Message.content == BOT_UNAVAILABLE,
+                )
+            ).scalar_one()
+        )
+
+
 def records(database: str, sent: dict[str, list[str]]) -> tuple[dict, Counter, Counter, int]:
     """(dedupe key -> status, queued (openid, text) counts, the same for the items marked
     sent, outbox items not sent)."""
@@ -849,6 +867,7 @@ def run(args: argparse.Namespace, *, workers: int, replicas: int, faults_on: boo
                 "given up": load.given_up + probe.given_up + outage.given_up,
                 "lost": lost,
                 "statuses": Counter(statuses.get(k) for ks in sent.values() for k in ks),
+                "recovered": recovered_turns(database),
                 "duplicated turns": duplicated_turns(turns, {o: len(k) for o, k in sent.items()}),
                 "duplicated sends": duplicated_sends(recorded, queued),
                 "outbox items": sum(queued.values()),
@@ -891,6 +910,8 @@ def report(result: dict, baseline: dict | None) -> None:
     print(
         f"messages lost         {len(result['lost'])}   (target 0)  "
         f"inbound statuses {dict(result['statuses'])}\n"
+        f"recovered turns       {result['recovered']}   (a killed worker's turns, answered by "
+        f"the sweep with the fallback and an officer case)\n"
         f"duplicated turns      {result['duplicated turns']}   (target 0, Rasa trackers)\n"
         f"duplicated CS sends   {result['duplicated sends']}   (target 0; "
         f"{result['sends recorded']} sends recorded by the stand-in, "
