@@ -190,15 +190,17 @@ def record_parse(
     confidence: float | None,
     ranking: list[dict[str, Any]],
     entities: list[dict[str, Any]],
+    topic: str | None = None,
 ) -> None:
-    """What the bot understood; kept for trainers (masked before any trainer view)."""
+    """What the bot understood; kept for trainers (masked before any trainer view) and
+    for the weekly hot topics (`topic`: the FAQ answer chosen, "faq/<topic>")."""
     message = session.get(Message, message_id)
     if message is not None:
         message.intent, message.confidence = intent, confidence
-        message.media = {
-            **(message.media or {}),
-            "parse": {"ranking": ranking, "entities": entities},
-        }
+        parse: dict[str, Any] = {"ranking": ranking, "entities": entities}
+        if topic is not None:
+            parse["topic"] = topic
+        message.media = {**(message.media or {}), "parse": parse}
 
 
 def open_bot_down_case(*, session: Session, openid: str, content: str, error: str) -> None:

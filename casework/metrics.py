@@ -5,7 +5,8 @@ the cohort of cases *created* in the window (a case's reply, closing and rating 
 the window it was opened in); ticket numbers likewise over tickets created in the window.
 `until` is also "now" for deciding whether an unanswered case is already past its target.
 
-Datetimes are timezone-aware UTC; SQLite hands back naive values, which are UTC.
+Datetimes are timezone-aware UTC; SQLite hands back naive values, which are UTC. Day
+buckets are Beijing-time days (Asia/Shanghai), as the bureau counts them.
 Percentiles use linear interpolation between the closest ranks (numpy's default).
 """
 
@@ -23,7 +24,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from casework.cases import CATEGORIES, PRIORITIES, RESPONSE_TARGETS
-from casework.clock import aware, utcnow
+from casework.clock import aware, beijing, utcnow
 from casework.handling import check_reader
 from casework.models import Case, Conversation, Message, Ticket, User
 from casework.schemas import MetricsPublic
@@ -228,19 +229,21 @@ def volume_by_category(cases: Iterable[Any]) -> dict[str, int]:
 
 
 def _days(since: datetime, until: datetime) -> list[date]:
-    first, last = since.date(), (until - timedelta(microseconds=1)).date()
+    """The Beijing-time days the window touches (the bureau's days, not UTC's)."""
+    first, last = beijing(since).date(), beijing(until - timedelta(microseconds=1)).date()
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def volume_by_day(
     cases: list[Any], inbound: list[Any], since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
-    """One row per UTC day of the window: cases per category, all cases, inbound messages."""
+    """One row per Beijing-time day of the window: cases per category, all cases, inbound
+    messages (a case opened at 06:00 Beijing time on the 30th counts on the 30th)."""
     categories = list(volume_by_category(cases))
     per_day: dict[date, Counter[str]] = defaultdict(Counter)
     for case in cases:
-        per_day[_utc(case.created_at).date()][case.category] += 1
-    messages = Counter(_utc(m.created_at).date() for m in inbound)
+        per_day[beijing(case.created_at).date()][case.category] += 1
+    messages = Counter(beijing(m.created_at).date() for m in inbound)
     rows = []
     for day in _days(since, until):
         counts = per_day[day]

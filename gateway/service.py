@@ -211,6 +211,7 @@ class InboundService:
                 confidence=parsed.confidence,
                 ranking=parsed.ranking,
                 entities=parsed.entities,
+                topic=parsed.topic,
             )
 
     def _record_stored_parse(self, openid: str, message_id: int) -> bool:

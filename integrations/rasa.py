@@ -82,6 +82,17 @@ class ParseResult:
     confidence: float | None
     ranking: list[dict[str, Any]] = field(default_factory=list)  # [{name, confidence}] top 5
     entities: list[dict[str, Any]] = field(default_factory=list)  # [{entity, value, start, end}]
+    topic: str | None = None  # the FAQ answer chosen: "faq/<topic>" (retrieval intents)
+
+
+def _retrieval_key(parse: dict[str, Any]) -> str | None:
+    """The retrieval intent's full key ("faq/passport") the response selector chose for
+    this message's intent, if any."""
+    intent = (parse.get("intent") or {}).get("name")
+    selectors = parse.get("response_selector") or {}
+    chosen = selectors.get(intent) or selectors.get("default") or {}
+    key = (chosen.get("response") or {}).get("intent_response_key")
+    return key if isinstance(key, str) and key.startswith(f"{intent}/") else None
 
 
 def parse_result(parse: dict[str, Any]) -> ParseResult:
@@ -96,7 +107,9 @@ def parse_result(parse: dict[str, Any]) -> ParseResult:
         {k: e.get(k) for k in ("entity", "value", "start", "end")}
         for e in parse.get("entities") or []
     ]
-    return ParseResult(intent.get("name"), intent.get("confidence"), ranking, entities)
+    return ParseResult(
+        intent.get("name"), intent.get("confidence"), ranking, entities, _retrieval_key(parse)
+    )
 
 
 @dataclass(frozen=True)

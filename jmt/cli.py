@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 import unicodedata
+from pathlib import Path
 
 from casework import accounts, audit, db, overview
 from jmt import model as models
@@ -230,6 +231,29 @@ def purge(older_than: str | None) -> None:
         _print(line)
 
 
+def weekly_report(week: str | None, form: str, output: str | None) -> None:
+    from casework import hot_topics
+    from jmt import report
+
+    with db.session_scope() as session:
+        try:
+            found = hot_topics.compute(session=session, week=week)
+        except ValueError as error:
+            sys.stderr.write(f"jmt report weekly: {error}\n")
+            sys.exit(2)
+    if form == "html":
+        text = report.html_page(found)
+    elif form == "json":
+        text = found.json(ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = report.markdown(found)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        _print(f"{found.week}: {found.messages} messages, {len(found.risers)} risers → {output}")
+    else:
+        sys.stdout.write(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jmt", description="警民通 command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +296,14 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser(
         "purge", help="anonymise residents' words and finished matters past retention"
     ).add_argument("--older-than", help="e.g. 180d or 12h (default: RETENTION_DAYS)")
+    report = commands.add_parser("report", help="reports for the bureau")
+    report_commands = report.add_subparsers(dest="report_command", required=True)
+    weekly = report_commands.add_parser(
+        "weekly", help="the week's hot topics (热点) per street and community, with risers"
+    )
+    weekly.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: the last full week)")
+    weekly.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")
+    weekly.add_argument("--output", help="write to this file instead of the terminal")
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("train", "evaluate"):  # only those pass options on
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -291,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
         load_demo()
     elif args.command == "purge":
         purge(args.older_than)
+    elif args.command == "report":
+        weekly_report(args.week, args.format, args.output)
     elif args.command == "train":
         from jmt.train import main as train_main
 

@@ -1,10 +1,12 @@
-"""GET /api/metrics and /api/metrics.csv — 答复及时率, 满意度 and volumes of the last N days."""
+"""GET /api/metrics and /api/metrics.csv — 答复及时率, 满意度 and volumes of the last N days;
+GET /api/metrics/hot-topics — the week's 热点 (casework.hot_topics)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from casework import metrics
+from casework import hot_topics, metrics
+from casework.hot_topics import HotTopicsPublic
 from casework.schemas import MetricsPublic
 from gateway.deps import OfficerUser, SessionDep, domain_errors
 
@@ -30,3 +32,23 @@ def get_metrics_csv(user: OfficerUser, session: SessionDep, days: int = DaysQuer
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+WeekQuery = Query(
+    None,
+    regex=r"^\d{4}-W\d{1,2}$",
+    description="ISO week, e.g. 2026-W48 (Beijing time); default: the last complete week",
+)
+
+
+@router.get("/metrics/hot-topics", response_model=HotTopicsPublic)
+def get_hot_topics(
+    user: OfficerUser, session: SessionDep, week: str | None = WeekQuery
+) -> HotTopicsPublic:
+    """What residents wrote about, per street and community, and what doubled since the
+    week before (aggregates and single words only)."""
+    with domain_errors():
+        try:
+            return hot_topics.weekly(session=session, user=user, week=week)
+        except ValueError as error:  # a week that does not exist (2026-W60)
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from error

@@ -167,6 +167,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/officers"): Row(officers_only(200)),
     ("GET", "/api/metrics"): Row(officers_only(200)),
     ("GET", "/api/metrics.csv"): Row(officers_only(200)),
+    ("GET", "/api/metrics/hot-topics"): Row(officers_only(200)),
     # ---- the trainers' inbox (masked)
     ("GET", "/api/nlu/inbox"): Row(trainers_only()),
     ("GET", "/api/nlu/intents"): Row(trainers_only()),

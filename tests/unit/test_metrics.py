@@ -282,12 +282,15 @@ def test_volume_by_category_and_by_day(report):
         "faq": 0,
         "other": 1,
     }
+    # Beijing-time days: the UTC window [03-01 00:00, 03-08 00:00) is 08:00 on the 1st to
+    # 08:00 on the 8th in Beijing, so it touches eight Beijing days.
     days = report["volume_by_day"]
-    assert [d["day"] for d in days] == [f"2026-03-0{n}" for n in range(1, 8)]
-    assert [d["cases"] for d in days] == [1, 2, 1, 1, 1, 0, 1]
-    assert [d["inbound_messages"] for d in days] == [2, 2, 1, 0, 0, 1, 0]
+    assert [d["day"] for d in days] == [f"2026-03-0{n}" for n in range(1, 9)]
+    assert [d["cases"] for d in days] == [1, 2, 1, 1, 1, 0, 0, 1]
+    assert [d["inbound_messages"] for d in days] == [2, 2, 1, 0, 0, 1, 0, 0]
     assert (days[1]["emergency"], days[1]["legal_help"], days[1]["faq"]) == (1, 1, 0)
-    assert days[6]["dog_complaint"] == 1
+    # opened at 23:00 UTC on the 7th = 07:00 on the 8th in Beijing: the bureau's 8th
+    assert days[7]["dog_complaint"] == 1 and days[6]["dog_complaint"] == 0
 
 
 def test_tickets_closure_rate_excludes_linked_duplicates(report):
@@ -378,7 +381,7 @@ def test_empty_window_has_zeros_and_no_rates(database_url):
         "share": None,
     }
     assert empty["per_officer"] == [] and empty["per_community"] == []
-    assert len(empty["volume_by_day"]) == 7
+    assert len(empty["volume_by_day"]) == 8  # the Beijing days a 7-day UTC window touches
     metrics.to_csv(empty)  # None values become empty cells
 
 
