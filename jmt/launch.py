@@ -6,12 +6,15 @@ backoff while the others keep serving (jmt/supervisor.py); only Ctrl-C or SIGTER
 everything. `GATEWAY_WORKERS` uvicorn processes share one listening socket
 (jmt/gateway_worker.py); `RASA_REPLICAS` `rasa run` processes listen on RASA_PORT,
 RASA_PORT+1, … and a model promotion swaps them one by one without a pause
-(jmt/rasa_fleet.py).
+(jmt/rasa_fleet.py). A launcher owns its JMT_VAR_DIR (the control folder,
+rasa-urls.json, the Prometheus files): a second one on the same folder refuses to start
+(exit code 75, naming the first one's pid).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import signal
@@ -39,6 +42,57 @@ from jmt.supervisor import Child, Supervisor
 
 logger = logging.getLogger(__name__)
 LOG_CONFIG = paths.BOT / "logging.yml"  # Rasa's and uvicorn's: casework/logconfig.py's format
+LOCK_FILE = "launcher.lock"  # in JMT_VAR_DIR: held by the launcher that owns the folder
+VAR_DIR_BUSY = 75  # the exit code when another launcher holds it (EX_TEMPFAIL)
+
+
+class VarDirBusy(Exception):
+    """Another launcher holds the var folder; `holder` is its pid as it wrote it."""
+
+    def __init__(self, var_dir: Path, holder: str) -> None:
+        super().__init__(f"{var_dir} is held by pid {holder}")
+        self.var_dir, self.holder = var_dir, holder
+
+
+def hold_var_dir(var_dir: Path) -> int:
+    """Take `var_dir` for this launcher's life: an exclusive `flock` on its lock file,
+    which then names this pid. Returns the descriptor (keep it open; the kernel lets go
+    when the process ends, however it ends, so a killed launcher leaves no stale lock).
+    Raises VarDirBusy when another launcher holds it: two launchers on one folder would
+    fight over the control folder, rasa-urls.json and the Prometheus files.
+
+    The descriptor is not inherited by children (Python opens it close-on-exec): a Rasa
+    left running by a killed launcher must not keep the folder locked."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(var_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        # Empty only in the instant between the other's flock and its write.
+        raise VarDirBusy(var_dir, holder or "unknown") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _hold_or_refuse(var_dir: Path) -> int:
+    try:
+        return hold_var_dir(var_dir)
+    except VarDirBusy as busy:
+        logger.error(
+            "another launcher (pid %s) is running with JMT_VAR_DIR=%s: it owns the control "
+            "folder, rasa-urls.json and the Prometheus files there. Stop it (Ctrl-C, or "
+            "kill -TERM %s) or give this one another JMT_VAR_DIR.",
+            busy.holder,
+            busy.var_dir,
+            busy.holder,
+        )
+        raise SystemExit(VAR_DIR_BUSY) from None
 
 
 def _port(name: str, default: int) -> int:
@@ -296,6 +350,8 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(str(error)) from None
     settings = get_settings()
+    # Held until this process ends (never closed: the kernel releases it then).
+    _hold_or_refuse(settings.var_dir)
     _refuse_development_defaults(settings, database=False)
     workers = _positive("GATEWAY_WORKERS", settings.gateway_workers)
     replicas = _positive("RASA_REPLICAS", settings.rasa_replicas)
