@@ -12,8 +12,8 @@ Marking JAX unimportable before TensorFlow loads makes TensorFlow take its own
 The token. Rasa 3.6 reads its HTTP API token only from `--auth-token`, and a process's
 command line is readable by every local user (`ps`, /proc/PID/cmdline); its environment is
 readable only by its owner and root. So the launcher passes the token in the environment
-(`JMT_RASA_AUTH_TOKEN`, see `jmt.launch.rasa_environment`) and `main()` appends
-`--auth-token` to `sys.argv` in this process, after the exec: Rasa's argument parser reads
+(`JMT_RASA_AUTH_TOKEN`, see `jmt.launch.rasa_environment`) and `main()` inserts
+`--auth-token` into `sys.argv` in this process, after the exec: Rasa's argument parser reads
 `sys.argv`, /proc/PID/cmdline keeps what was exec'd. A server (`run`, `shell`) started
 without a token is refused: its API would be open to every local process.
 
@@ -54,7 +54,7 @@ def _has_token_flag(argv: list[str]) -> bool:
 
 
 def with_auth_token(argv: list[str], environ: dict[str, str] | Any) -> list[str]:
-    """`argv` with `--auth-token` from `environ[AUTH_TOKEN_ENV]` added for a server command
+    """`argv` with `--auth-token` from `environ[AUTH_TOKEN_ENV]` for a server command
     (the variable is removed from `environ`, so nothing Rasa starts inherits it). Refuses a
     server without a token (neither the variable nor an explicit flag)."""
     token = environ.pop(AUTH_TOKEN_ENV, None)
@@ -66,7 +66,9 @@ def with_auth_token(argv: list[str], environ: dict[str, str] | Any) -> list[str]
                 f"{AUTH_TOKEN_ENV} is set and the command line has {AUTH_TOKEN_FLAG} too: "
                 "pass the token one way only (the environment keeps it out of `ps`)"
             )
-        return [*argv, AUTH_TOKEN_FLAG, token]
+        # Right after the command: Rasa reads a model path given last on the line as
+        # `--model` (parse_last_positional_argument_as_model_path), so nothing goes after.
+        return [*argv[:2], AUTH_TOKEN_FLAG, token, *argv[2:]]
     if _has_token_flag(argv):
         return list(argv)
     raise SystemExit(

@@ -63,28 +63,42 @@ def test_the_server_commands_carry_no_token_and_the_environment_does(tmp_path):
         launch.rasa_environment("")  # never a Rasa started with an open API
 
 
-def test_rasa_process_hands_the_token_to_rasas_own_parser():
+def test_rasa_process_hands_the_token_to_rasas_own_parser(tmp_path):
     argv = [*launch.rasa_server(5005, model=Path("m.tar.gz"))[2:]]  # as `python -m` sees it
     environ = {rasa_process.AUTH_TOKEN_ENV: TOKEN, "OTHER": "kept"}
     given = rasa_process.with_auth_token(argv, environ)
     assert environ == {"OTHER": "kept"}  # nothing Rasa starts inherits the token
     assert TOKEN not in argv  # the caller's list (the exec'd command line) is untouched
-    # What `rasa run` reads: the parser of Rasa's CLI (`rasa.__main__`), in a clean process.
+    # Rasa also takes a model path given last on the line (`rasa run models/x.tar.gz`).
+    model = tmp_path / "last.tar.gz"
+    model.write_bytes(b"")
+    last = rasa_process.with_auth_token(
+        ["rasa", "run", "--port", "5006", str(model)], {rasa_process.AUTH_TOKEN_ENV: TOKEN}
+    )
+    # What `rasa run` reads: Rasa's CLI (`rasa.__main__`) reading sys.argv, in a clean
+    # process.
     script = (
         "import sys, json\n"
         "sys.modules['jax'] = None\n"
         "from rasa.__main__ import create_argument_parser\n"
-        "args = create_argument_parser().parse_args(json.loads(sys.argv[1]))\n"
-        "print(args.auth_token, args.func.__name__, args.port)\n"
+        "from rasa.cli.utils import parse_last_positional_argument_as_model_path\n"
+        "for line in json.loads(sys.argv[1]):\n"
+        "    sys.argv = line\n"
+        "    parse_last_positional_argument_as_model_path()\n"
+        "    args = create_argument_parser().parse_args()\n"
+        "    print(args.auth_token, args.func.__name__, args.port, args.model)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(given[1:])],
+        [sys.executable, "-c", script, json.dumps([given, last])],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == [TOKEN, "run", "5005"]
+    assert done.stdout.splitlines() == [
+        f"{TOKEN} run 5005 m.tar.gz",
+        f"{TOKEN} run 5006 {model}",
+    ]
 
 
 def test_a_server_without_a_token_is_refused_and_other_commands_are_left_alone():
