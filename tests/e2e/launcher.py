@@ -128,13 +128,18 @@ def running_launcher(tmp: Path, **settings: str) -> Iterator[dict]:
         wait_until(
             healthy, "the gateway's /healthz", timeout=300 + 300 * replicas, process=launcher
         )
+        token = (var / "rasa-token").read_text().strip()
+        # Every local user can read a command line: the token is on none of them (Rasa
+        # gets it through its environment, jmt/rasa_process.py).
+        shown = [c for c in children_of(launcher.pid).values() if token in c]
+        assert not shown, "RASA_TOKEN on a child's command line"
         yield {
             "launcher": launcher,
             "gateway": gateway,
             "database": database,
             "var": var,
             "rasa_port": rasa_port,
-            "token": (var / "rasa-token").read_text().strip(),
+            "token": token,
             "log": log,
         }
     finally:
