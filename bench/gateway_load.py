@@ -174,7 +174,10 @@ def main() -> None:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO, "env": env}
     processes = [
         subprocess.Popen(launch.action_server(actions_port), **quiet),
-        subprocess.Popen(launch.rasa_server(rasa_port, token=rasa_token, model=model), **quiet),
+        subprocess.Popen(
+            launch.rasa_server(rasa_port, model=model),
+            **{**quiet, "env": {**env, **launch.rasa_environment(rasa_token)}},
+        ),
         subprocess.Popen(
             [
                 sys.executable,

@@ -82,10 +82,11 @@ def main() -> None:
     port = int(os.environ.get("BENCH_RASA_PORT", "5095"))
     token = secrets.token_urlsafe(16)  # Rasa's API takes `?token=`, as in `make run`
     server = subprocess.Popen(
-        launch.rasa_server(port, token=token, model=model),
+        launch.rasa_server(port, model=model),
         cwd=REPO,
         env={
             **os.environ,
+            **launch.rasa_environment(token),  # Rasa's API token, off its command line
             # bot/endpoints.yml's variables; /model/parse touches neither the action
             # server nor the tracker store
             "ACTION_ENDPOINT_URL": "http://127.0.0.1:9/webhook",

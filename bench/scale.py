@@ -79,6 +79,7 @@ from gateway.simulator.standin import WeChatStandIn  # noqa: E402
 from integrations.rasa import user_turns  # noqa: E402
 from jmt import model as models  # noqa: E402
 from jmt.evaluate import GateResult  # noqa: E402
+from jmt.ports import free_port_range  # noqa: E402
 from jmt.train import data_hash, model_path  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -331,25 +332,6 @@ def children_of(pid: int) -> dict[int, str]:
     return found
 
 
-def free_ports(count: int) -> int:
-    """A port p with p .. p+count-1 free (a Rasa replica also needs its spare port), below
-    the kernel's ephemeral range (32768-60999): a promotion binds the spare ports minutes
-    later, and a port from that range may by then be some client connection's."""
-    import socket
-
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free range of ports")
-
-
 def up(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=3) as reply:
@@ -382,7 +364,7 @@ def launcher(
     (for the proxy to forward to). Always stopped: SIGTERM, then the group killed."""
     model = model_path(data_hash())
     prefix = f"jmtbench{secrets.token_hex(4)}"  # the Redis lock store's keys, removed at the end
-    rasa_port = free_ports(2 * replicas)
+    rasa_port = free_port_range(2 * replicas)  # each replica also has a spare port
     actions_port, gateway_port = free_port(), free_port()
     var = tmp / "var"
     dropped = {"ACTION_ENDPOINT_URL", "ACTION_SERVER_URL", "RASA_URL", "RASA_URLS"}

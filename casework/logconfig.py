@@ -12,8 +12,10 @@ action server (jmt/actions_server.py), the launcher (jmt/launch.py) and Rasa (`r
 The request id: the gateway takes a well-formed `X-Request-ID` header or makes one for
 every inbound request (gateway/observability.py), keeps it in `REQUEST_ID` (a contextvar,
 so lines logged from `asyncio.to_thread` and from tasks the request starts carry it too),
-sends it to Rasa as `metadata["request_id"]`, and the action server sets it from the
-tracker's latest message — one grep follows a message across the processes.
+sends it to Rasa as the `X-Request-ID` header (integrations/rasa.py; a middleware in
+jmt/rasa_process.py sets it for Rasa's lines) and as `metadata["request_id"]`, and the
+action server sets it from the tracker's latest message — one grep follows a message
+across the processes.
 
 Every line is scrubbed by `logsafe.scrub` (secrets in URLs, phone/ID/bank numbers).
 `LOG_LEVEL` (default INFO) sets the level; Rasa reads the same variable for its loggers.
@@ -33,6 +35,7 @@ from casework.settings import LOG_LEVELS, _env  # the one settings reader
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 NO_REQUEST = "-"
+REQUEST_ID_HEADER = "X-Request-ID"  # gateway → Rasa, and the gateway's own callers
 REQUEST_ID: ContextVar[str] = ContextVar("jmt_request_id", default=NO_REQUEST)
 # What we accept from a caller's X-Request-ID: short, and nothing that could forge a line.
 WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{8,64}")

@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from casework import backlog, db, logconfig
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER = logconfig.REQUEST_ID_HEADER
 UNMATCHED = "unmatched"  # any path no route serves (scanners, typos): one label value
 
 REGISTRY = CollectorRegistry(auto_describe=True)  # this process's own samples

@@ -6,6 +6,8 @@ models, /status) and takes the token only as the `?token=` query parameter. The 
 channel (/webhooks/rest/webhook) is not covered by that token; Rasa listens on loopback
 only (RASA_HOST), so only this machine's processes reach it. Since the token travels in
 URLs, nothing we log may print a URL unredacted: `redact` and casework.logsafe's filter.
+Every call made while handling a gateway request sends its request id as `X-Request-ID`:
+Rasa's own log lines for it carry the id (jmt/rasa_process.py).
 
 Replicas (issue 10). The client holds N base URLs: RASA_URLS (else RASA_URL), replaced by
 the live list in `$JMT_VAR_DIR/rasa-urls.json` (`{"urls": [...], "generation": n}`, written
@@ -45,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from casework import logsafe
+from casework import logconfig, logsafe
 
 logger = logging.getLogger(__name__)
 
@@ -350,6 +352,12 @@ class RasaClient:
         failed afterwards (never sent elsewhere)."""
         tried: set[str] = set()
         refused: list[str] = []
+        request_id = logconfig.REQUEST_ID.get()
+        if request_id != logconfig.NO_REQUEST:  # Rasa's lines for this call carry it
+            kwargs["headers"] = {
+                **kwargs.get("headers", {}),
+                logconfig.REQUEST_ID_HEADER: request_id,
+            }
         for attempt in range(2):
             for replica in self._candidates(sender):
                 if replica.url in tried:

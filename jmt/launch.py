@@ -6,12 +6,15 @@ backoff while the others keep serving (jmt/supervisor.py); only Ctrl-C or SIGTER
 everything. `GATEWAY_WORKERS` uvicorn processes share one listening socket
 (jmt/gateway_worker.py); `RASA_REPLICAS` `rasa run` processes listen on RASA_PORT,
 RASA_PORT+1, … and a model promotion swaps them one by one without a pause
-(jmt/rasa_fleet.py).
+(jmt/rasa_fleet.py). A launcher owns its JMT_VAR_DIR (the control folder,
+rasa-urls.json, the Prometheus files): a second one on the same folder refuses to start
+(exit code 75, naming the first one's pid).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import signal
@@ -33,12 +36,63 @@ from casework.settings import (
     get_settings,
 )
 from gateway.observability import MULTIPROC_ENV, prepare_multiprocess_dir
-from jmt import paths
+from jmt import paths, rasa_process
 from jmt.rasa_fleet import RasaFleet
 from jmt.supervisor import Child, Supervisor
 
 logger = logging.getLogger(__name__)
 LOG_CONFIG = paths.BOT / "logging.yml"  # Rasa's and uvicorn's: casework/logconfig.py's format
+LOCK_FILE = "launcher.lock"  # in JMT_VAR_DIR: held by the launcher that owns the folder
+VAR_DIR_BUSY = 75  # the exit code when another launcher holds it (EX_TEMPFAIL)
+
+
+class VarDirBusy(Exception):
+    """Another launcher holds the var folder; `holder` is its pid as it wrote it."""
+
+    def __init__(self, var_dir: Path, holder: str) -> None:
+        super().__init__(f"{var_dir} is held by pid {holder}")
+        self.var_dir, self.holder = var_dir, holder
+
+
+def hold_var_dir(var_dir: Path) -> int:
+    """Take `var_dir` for this launcher's life: an exclusive `flock` on its lock file,
+    which then names this pid. Returns the descriptor (keep it open; the kernel lets go
+    when the process ends, however it ends, so a killed launcher leaves no stale lock).
+    Raises VarDirBusy when another launcher holds it: two launchers on one folder would
+    fight over the control folder, rasa-urls.json and the Prometheus files.
+
+    The descriptor is not inherited by children (Python opens it close-on-exec): a Rasa
+    left running by a killed launcher must not keep the folder locked."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(var_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        # Empty only in the instant between the other's flock and its write.
+        raise VarDirBusy(var_dir, holder or "unknown") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _hold_or_refuse(var_dir: Path) -> int:
+    try:
+        return hold_var_dir(var_dir)
+    except VarDirBusy as busy:
+        logger.error(
+            "another launcher (pid %s) is running with JMT_VAR_DIR=%s: it owns the control "
+            "folder, rasa-urls.json and the Prometheus files there. Stop it (Ctrl-C, or "
+            "kill -TERM %s) or give this one another JMT_VAR_DIR.",
+            busy.holder,
+            busy.var_dir,
+            busy.holder,
+        )
+        raise SystemExit(VAR_DIR_BUSY) from None
 
 
 def _port(name: str, default: int) -> int:
@@ -62,19 +116,28 @@ def served_model() -> Path:
     return paths.MODELS / live.read_text().strip() if live.exists() else paths.MODELS
 
 
+def rasa_environment(token: str) -> dict[str, str]:
+    """What a Rasa process needs in its environment besides the rest: its API token, which
+    jmt/rasa_process.py hands to Rasa in-process (a command line is readable by every
+    local user with `ps`). Every `rasa_server()` command needs it."""
+    if not token:
+        raise ValueError("Rasa's API token is empty")
+    return {rasa_process.AUTH_TOKEN_ENV: token}
+
+
 def rasa_server(
     port: int,
     *,
-    token: str,
     host: str = "127.0.0.1",
     model: Path | None = None,
     endpoints: Path = paths.ENDPOINTS,
 ) -> list[str]:
     """`rasa run` as the project runs it everywhere: on `host` (loopback by default), with
-    its HTTP API behind `token` (`?token=` on every call), and no CORS (no browser calls
-    Rasa; the console goes through the gateway). Rasa 3.6 takes the token only on its
-    command line. Its REST channel is not covered by the token: loopback keeps it local.
-    The child needs ACTIONS_TOKEN in its environment (bot/endpoints*.yml)."""
+    its HTTP API behind a token (`?token=` on every call) and no CORS (no browser calls
+    Rasa; the console goes through the gateway). The token is not on this command line:
+    start it with `rasa_environment(token)` in its environment. Rasa's REST channel is not
+    covered by the token: loopback keeps it local. The child needs ACTIONS_TOKEN in its
+    environment too (bot/endpoints*.yml)."""
     return [
         *rasa_command(),
         "run",
@@ -89,11 +152,54 @@ def rasa_server(
         host,
         "--port",
         str(port),
-        "--auth-token",
-        token,
         "--logging-config-file",  # the project's log format, scrubbed (casework/logconfig.py)
         str(LOG_CONFIG),
     ]
+
+
+def rasa_shell(port: int, *, host: str, endpoints: Path = paths.ENDPOINTS) -> list[str]:
+    """`rasa shell` (`make shell`): it serves an HTTP API too, closed like `rasa run`'s
+    (the token in its environment: `rasa_environment`)."""
+    return [
+        *rasa_command(),
+        "shell",
+        "--model",
+        str(served_model()),
+        "--endpoints",
+        str(endpoints),
+        "--interface",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def rasa_fleet(
+    supervisor: Supervisor,
+    settings: Settings,
+    environment: dict[str, str],
+    *,
+    endpoints: Path,
+    base_port: int,
+) -> RasaFleet:
+    """The launcher's Rasa replicas: `rasa_server` commands (no token on them), started
+    with `environment` (RASA_TOKEN among it) and the token for rasa_process."""
+    token = environment["RASA_TOKEN"]
+    children = {**environment, **rasa_environment(token)}
+    return RasaFleet(
+        supervisor,
+        command=lambda port, model: rasa_server(
+            port, host=settings.rasa_host, model=model, endpoints=endpoints
+        ),
+        environment=lambda: children,
+        cwd=paths.REPO_ROOT,
+        host=_reachable(settings.rasa_host),
+        token=token,
+        base_port=base_port,
+        replicas=settings.rasa_replicas,
+        var_dir=settings.var_dir,
+        drain=settings.rasa_drain_seconds,
+    )
 
 
 def service_environment(settings: Settings) -> dict[str, str]:
@@ -244,6 +350,8 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(str(error)) from None
     settings = get_settings()
+    # Held until this process ends (never closed: the kernel releases it then).
+    _hold_or_refuse(settings.var_dir)
     _refuse_development_defaults(settings, database=False)
     workers = _positive("GATEWAY_WORKERS", settings.gateway_workers)
     replicas = _positive("RASA_REPLICAS", settings.rasa_replicas)
@@ -270,25 +378,13 @@ def main() -> None:
 
     environment = {**service_environment(settings), **rasa_stores}
     rasa_token = environment["RASA_TOKEN"]
+    rasa_children = {**environment, **rasa_environment(rasa_token)}  # for `--shell`
     actions_url = f"http://{_reachable(settings.actions_host)}:{actions_port}"
     supervisor = Supervisor()
     # Ctrl-C and SIGTERM (a service manager, `timeout`) stop everything; nothing else does.
     signal.signal(signal.SIGINT, supervisor.request_stop)
     signal.signal(signal.SIGTERM, supervisor.request_stop)
-    fleet = RasaFleet(
-        supervisor,
-        command=lambda port, model: rasa_server(
-            port, token=rasa_token, host=settings.rasa_host, model=model, endpoints=endpoints
-        ),
-        environment=lambda: environment,
-        cwd=paths.REPO_ROOT,
-        host=_reachable(settings.rasa_host),
-        token=rasa_token,
-        base_port=rasa_port,
-        replicas=replicas,
-        var_dir=settings.var_dir,
-        drain=settings.rasa_drain_seconds,
-    )
+    fleet = rasa_fleet(supervisor, settings, environment, endpoints=endpoints, base_port=rasa_port)
 
     # Prometheus counts of every gateway worker add up through files in one folder
     # (prometheus_client's multiprocess mode); emptied here, before any worker starts,
@@ -318,21 +414,8 @@ def main() -> None:
         _wait_up(f"{actions_url}/health", actions, supervisor, "the action server")
         if args.shell:
             # `rasa shell` serves an HTTP API too: closed like `rasa run`'s.
-            shell = [
-                *rasa_command(),
-                "shell",
-                "--model",
-                str(served_model()),
-                "--endpoints",
-                str(endpoints),
-                "--interface",
-                settings.rasa_host,
-                "--port",
-                str(rasa_port),
-                "--auth-token",
-                rasa_token,
-            ]
-            subprocess.run(shell, cwd=paths.REPO_ROOT, env=environment, check=False)
+            shell = rasa_shell(rasa_port, host=settings.rasa_host, endpoints=endpoints)
+            subprocess.run(shell, cwd=paths.REPO_ROOT, env=rasa_children, check=False)
             return
         fleet.start(Path(settings.rasa_model) if settings.rasa_model else served_model())
         for replica in fleet.replicas:

@@ -22,7 +22,9 @@ tracker store (the SQLite file in development, PostgreSQL with several replicas)
 The control channel is a folder (`$JMT_VAR_DIR/control/`): the CLI drops
 `promote-<id>.json` (`{"id", "model"}`), the launcher answers with `result-<id>.json`
 (`{"id", "ok", "model", "urls", "error"}`). `$JMT_VAR_DIR/launcher.json` says a launcher
-is running (its pid), which model it serves and where.
+is running (its pid), which model it serves and where. One launcher per folder: it holds
+an exclusive lock on `$JMT_VAR_DIR/launcher.lock` for its life (`jmt.launch.hold_var_dir`),
+and a second one started on the same folder refuses, naming the first one's pid.
 """
 
 from __future__ import annotations

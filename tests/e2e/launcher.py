@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,27 +17,10 @@ from pathlib import Path
 
 from casework import db, demo
 from jmt import paths
+from jmt.ports import free_port_range
 from jmt.train import data_hash, model_path
 from tests.e2e.test_conversation import free_port
 from tests.gateway.conftest import TOKEN
-
-
-def free_port_range(count: int) -> int:
-    """A port p with p .. p+count-1 free: a Rasa replica also needs its spare port. Taken
-    below the kernel's ephemeral range (32768-60999): a promotion binds the spare ports
-    minutes later, and by then a port from that range may be some client's connection
-    (seen in bench/scale.py)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free range of ports")
 
 
 def is_rasa_server(command: str) -> bool:
@@ -147,13 +128,18 @@ def running_launcher(tmp: Path, **settings: str) -> Iterator[dict]:
         wait_until(
             healthy, "the gateway's /healthz", timeout=300 + 300 * replicas, process=launcher
         )
+        token = (var / "rasa-token").read_text().strip()
+        # Every local user can read a command line: the token is on none of them (Rasa
+        # gets it through its environment, jmt/rasa_process.py).
+        shown = [c for c in children_of(launcher.pid).values() if token in c]
+        assert not shown, "RASA_TOKEN on a child's command line"
         yield {
             "launcher": launcher,
             "gateway": gateway,
             "database": database,
             "var": var,
             "rasa_port": rasa_port,
-            "token": (var / "rasa-token").read_text().strip(),
+            "token": token,
             "log": log,
         }
     finally:

@@ -93,9 +93,9 @@ def bot(tmp_path_factory) -> Iterator[dict]:
         stderr=subprocess.STDOUT,
     )
     server = subprocess.Popen(
-        launch.rasa_server(rasa_port, token=rasa_token, model=model),
+        launch.rasa_server(rasa_port, model=model),
         cwd=paths.REPO_ROOT,
-        env=env,
+        env={**env, **launch.rasa_environment(rasa_token)},
         stdout=open(logs / "rasa.log", "w"),
         stderr=subprocess.STDOUT,
     )

@@ -69,11 +69,9 @@ def test_rasa_keeps_conversations_in_postgresql_and_locks_in_redis(tmp_path):
     }
     log = tmp_path / "rasa.log"
     server = subprocess.Popen(
-        launch.rasa_server(
-            port, token=token, model=model, endpoints=paths.BOT / "endpoints.production.yml"
-        ),
+        launch.rasa_server(port, model=model, endpoints=paths.BOT / "endpoints.production.yml"),
         cwd=paths.REPO_ROOT,
-        env=env,
+        env={**env, **launch.rasa_environment(token)},
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
     )

@@ -1,7 +1,14 @@
 """The launcher's decisions that need no process: the stores several Rasa replicas need
-(refused with what to set, or derived from DATABASE_URL/REDIS_URL), and its ports."""
+(refused with what to set, or derived from DATABASE_URL/REDIS_URL), and its ports; and
+the lock that keeps a second launcher off a var folder in use."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +81,84 @@ def test_workers_and_replicas_must_be_at_least_one() -> None:
     assert launch._positive("GATEWAY_WORKERS", 2) == 2
     with pytest.raises(SystemExit, match="GATEWAY_WORKERS=0 must be at least 1"):
         launch._positive("GATEWAY_WORKERS", 0)
+
+
+def test_a_second_launcher_on_the_same_var_dir_is_refused_and_names_the_first(
+    tmp_path: Path,
+) -> None:
+    var = tmp_path / "var"
+    # The first launcher, as far as the folder is concerned: a process holding it.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from jmt import launch\n"
+            "launch.hold_var_dir(Path(sys.argv[1])); print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(var),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=paths.REPO_ROOT,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(launch.VarDirBusy) as busy:
+            launch.hold_var_dir(var)
+        assert busy.value.holder == str(holder.pid)
+        # The real `make run` refuses before it touches anything: no database is created.
+        database = tmp_path / "jmt.sqlite3"
+        second = subprocess.run(
+            [sys.executable, "-m", "jmt.launch"],
+            env={
+                **os.environ,
+                "JMT_ENV": "development",
+                "JMT_VAR_DIR": str(var),
+                "DATABASE_URL": f"sqlite:///{database}",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=paths.REPO_ROOT,
+        )
+        assert second.returncode == launch.VAR_DIR_BUSY, second.stderr[-2000:]
+        assert f"another launcher (pid {holder.pid}) is running" in second.stderr
+        assert str(var) in second.stderr
+        assert not database.exists()
+    finally:
+        holder.kill()  # as the OOM killer would: the kernel releases the lock
+        holder.wait()
+    fd = launch.hold_var_dir(var)  # free again, and now names this process
+    try:
+        assert (var / launch.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    finally:
+        os.close(fd)
+
+
+def test_the_var_dir_lock_is_not_inherited_by_children(tmp_path: Path) -> None:
+    """A Rasa left behind by a killed launcher must not keep the folder locked."""
+    fd = launch.hold_var_dir(tmp_path)
+    try:
+        assert not os.get_inheritable(fd)
+        # close_fds=False: only the descriptor's own close-on-exec flag keeps it from Rasa.
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False
+        )
+    finally:
+        os.close(fd)  # the launcher is gone; its child runs on
+    try:
+        # Between its fork and its exec the child shares the descriptor for an instant;
+        # its exec drops it (close-on-exec), so the lock is free while the child runs on.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.close(launch.hold_var_dir(tmp_path))
+                break
+            except launch.VarDirBusy:
+                assert time.monotonic() < deadline, "the child kept the var folder locked"
+                time.sleep(0.05)
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
