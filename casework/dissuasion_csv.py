@@ -95,6 +95,13 @@ def parse(data: bytes) -> tuple[list[LeadIn], list[RowError], int]:
     if len(data) > MAX_BYTES:
         raise CaseError(f"文件过大：最多 {MAX_BYTES // 1024 // 1024} MB")
     reader = csv.DictReader(io.StringIO(decode(data), newline=""))
+    try:
+        return _rows(reader)
+    except csv.Error as error:  # a NUL byte, an endless quoted field ...
+        raise CaseError(f"第 {reader.line_num + 1} 行无法读取：{error}") from error
+
+
+def _rows(reader: csv.DictReader) -> tuple[list[LeadIn], list[RowError], int]:
     columns = _columns(list(reader.fieldnames or []))
     leads: list[LeadIn] = []
     errors: list[RowError] = []

@@ -4,7 +4,7 @@ the web app. Input shapes of ../shared/CONTRACT.md are kept exactly (extra keys 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from pydantic import BaseModel, Field, condecimal, constr, validator
@@ -12,6 +12,22 @@ from pydantic import BaseModel, Field, condecimal, constr, validator
 from casework.residents import PhoneError, normalise_phone
 from casework.schemas import PersonRef
 from casework.vocabulary import RISK_LEVEL_LABELS
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FUTURE_SKEW = timedelta(days=1)  # the platform's clock may be off; a later time is wrong
+
+
+def plausible(value: datetime, name: str) -> datetime:
+    """The time in UTC (SQLite keeps no zone), or ValueError when it cannot be a real
+    warning's or request's time (year 1 would not even convert)."""
+    try:
+        utc = value.astimezone(timezone.utc)
+    except (OverflowError, ValueError) as error:
+        raise ValueError(f"{name} is out of range") from error
+    if not EARLIEST <= utc <= datetime.now(timezone.utc) + FUTURE_SKEW:
+        raise ValueError(f"{name} must be a real time, not before 2000 nor in the future")
+    return utc
+
 
 Yuan = condecimal(ge=Decimal(0), max_digits=14, decimal_places=2)  # up to ¥999,999,999,999.99
 
@@ -49,11 +65,11 @@ class LeadIn(BaseModel):
     def _aware(cls, value: datetime) -> datetime:  # noqa: N805
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("warned_at needs a time zone (e.g. 2026-12-05T10:00:00+08:00)")
-        return value
+        return plausible(value, "warned_at")
 
 
 class LeadsIn(BaseModel):
-    leads: list[LeadIn] = Field(..., min_items=1, max_items=500)
+    leads: list[LeadIn] = Field(..., min_items=1, max_items=200)  # and at most 64 KB
 
     class Config:
         extra = "ignore"
@@ -156,9 +172,11 @@ class StopPaymentIn(BaseModel):
 
     @validator("requested_at")
     def _aware(cls, value: datetime | None) -> datetime | None:  # noqa: N805
-        if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("requested_at needs a time zone")
-        return value
+        return plausible(value, "requested_at")
 
 
 class StopPaymentResultIn(BaseModel):

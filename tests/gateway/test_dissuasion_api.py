@@ -114,12 +114,23 @@ def test_bad_signature_replay_and_stale_timestamp_are_refused(client):
         (json.dumps({"leads": [lead("M", risk_level="紧急")]}).encode(), "risk_level"),
         (json.dumps({"leads": [lead("M", warned_at="2026-12-05 10:00")]}).encode(), "warned_at"),
         (json.dumps({"leads": [lead("M", warned_at="yesterday")]}).encode(), "warned_at"),
+        (
+            json.dumps({"leads": [lead("M", warned_at="0001-01-01T00:00:00+08:00")]}).encode(),
+            "warned_at",
+        ),
+        (
+            json.dumps({"leads": [lead("M", warned_at="2999-01-01T00:00:00+08:00")]}).encode(),
+            "warned_at",
+        ),
+        (json.dumps({"leads": [lead(str(n)) for n in range(201)]}).encode(), "leads"),
+        (json.dumps({"leads": [lead("M", source="s" * 65)]}).encode(), "source"),
         (json.dumps({"leads": [{**lead("M"), "external_id": "x" * 200}]}).encode(), "external_id"),
     ],
 )
 def test_a_signed_but_malformed_body_is_a_422_that_names_the_field(client, body, named):
     answer = send(client, body)
     assert answer.status_code == 422, answer.text
+    assert "第 2 行" in answer.json()["detail"]
     assert named in answer.json()["detail"]
 
 
@@ -145,6 +156,11 @@ def test_csv_upload_keeps_good_rows_and_reports_bad_ones(client):
     garbage = {"file": ("x.csv", b"\x81\x30\x81", "text/csv")}
     bad = client.post("/api/dissuasion/leads/upload", files=garbage, headers=bearer(client, "desk"))
     assert bad.status_code == 422
+    header = b"external_id,phone,risk_type,risk_level,warned_at\n"
+    nul = {"file": ("x.csv", header + b"A\x00,13800001234,x,high,2026-12-05 10:00\n", "text/csv")}
+    answer = client.post("/api/dissuasion/leads/upload", files=nul, headers=bearer(client, "desk"))
+    assert answer.status_code == 422, answer.text
+    assert "第 2 行" in answer.json()["detail"]
 
 
 def test_officers_see_their_community_and_unreachable_needs_a_visit(client):
