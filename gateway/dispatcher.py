@@ -36,6 +36,9 @@ from integrations.notify import Notification, Notifier, NotifyError
 logger = logging.getLogger(__name__)
 RETENTION_CHECK_SECONDS = 600  # how often a worker asks whether today's purge is due
 PRIORITY_LABELS = {"urgent": "紧急", "high": "高", "normal": "普通", "low": "低"}
+# Dissuasion batches one pass works through at most while they come full: a burst of
+# leads drains at 50 notices a pass, and other work waits at most 5 batches.
+DISSUASION_BATCHES = 5
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,14 @@ class Dispatcher(BackgroundLoop):
         """Precision dissuasion (casework/dissuasion_work.py): warn matched residents in
         WeChat, escalate overdue tasks to the 反诈 desk, and send the tasks' DingTalk
         notices — each once, with any number of workers."""
-        await asyncio.to_thread(self._warn_and_escalate)
-        notices = await asyncio.to_thread(self._task_notices)
+        for _ in range(DISSUASION_BATCHES):  # a CSV of 2,000 leads is not 200 passes
+            busy = await asyncio.to_thread(self._warn_and_escalate)
+            notices = await asyncio.to_thread(self._task_notices)
+            await self._send_task_notices(notices)
+            if not busy and len(notices) < claims.BATCH:
+                return
+
+    async def _send_task_notices(self, notices: list[dissuasion_work.TaskNotice]) -> None:
         for notice in notices:  # none without a notifier: they were marked failed
             assert self.notifier is not None
             notification = build_task_notification(notice, self.console_url)
@@ -219,7 +228,8 @@ class Dispatcher(BackgroundLoop):
                     error or "claim taken over; not recorded",
                 )
 
-    def _warn_and_escalate(self) -> None:
+    def _warn_and_escalate(self) -> bool:
+        """True when either took a full batch (there may be more)."""
         with db.session_scope(self.database_url) as session:
             warned = dissuasion_work.warn_residents(session=session, now=self.clock())
         with db.session_scope(self.database_url) as session:
@@ -228,6 +238,7 @@ class Dispatcher(BackgroundLoop):
             logger.info("dissuasion tasks %s: the residents' warnings queued", warned)
         if escalated:
             logger.warning("dissuasion tasks %s past their deadline: escalated to 反诈", escalated)
+        return max(len(warned), len(escalated)) >= claims.BATCH
 
     def _task_notices(self) -> list[dissuasion_work.TaskNotice]:
         with db.session_scope(self.database_url) as session:

@@ -181,3 +181,13 @@ def test_two_dispatchers_in_threads_announce_warn_and_escalate_each_task_once(da
     assert notifier.attempts == 60
     assert {status for _, _, status in notices()} == {"sent"}
     assert all(len(warnings_to(openid)) == 1 for openid in openids)
+
+
+def test_a_burst_of_leads_is_announced_in_one_pass_up_to_five_batches(database_url):
+    officers()
+    ids = leads(*range(100, 160))
+    notifier = RecordingNotifier()
+    asyncio.run(dispatcher(database_url, "host:1", notifier=notifier).run_once())
+    assert len(notifier.sent) == 50  # DISSUASION_BATCHES × claims.BATCH
+    asyncio.run(dispatcher(database_url, "host:1", notifier=notifier).run_once())
+    assert Counter(n.case_id for n in notifier.sent) == Counter(ids)
