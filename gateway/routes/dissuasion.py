@@ -56,7 +56,7 @@ def _validation_message(error: ValidationError) -> str:
 
 
 @router.post("/leads", status_code=http.HTTP_202_ACCEPTED, response_model=LeadsAccepted)
-def receive_leads(body: LeadsBody, session: SessionDep) -> LeadsAccepted:
+def receive_leads(body: LeadsBody, session: SessionDep, request: Request) -> LeadsAccepted:
     """The warning platform's leads; the same external_id again names the same task."""
     try:
         leads = LeadsIn.parse_raw(body, content_type="application/json")
@@ -65,17 +65,33 @@ def receive_leads(body: LeadsBody, session: SessionDep) -> LeadsAccepted:
             http.HTTP_422_UNPROCESSABLE_ENTITY, _validation_message(error)
         ) from error
     with domain_errors():
-        return dissuasion.ingest_leads(session=session, leads=leads.leads, actor=None)
+        accepted = dissuasion.ingest_leads(session=session, leads=leads.leads, actor=None)
+    session.commit()
+    wake_dispatcher(request)
+    return accepted
+
+
+def wake_dispatcher(request: Request) -> None:
+    """Announce the new tasks now, not at the next poll (this worker's dispatcher)."""
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wakeup.set()
 
 
 @router.post("/leads/upload", response_model=UploadResult)
 def upload_leads(
-    user: OfficerUser, session: SessionDep, file: Annotated[UploadFile, File()]
+    user: OfficerUser,
+    session: SessionDep,
+    request: Request,
+    file: Annotated[UploadFile, File()],
 ) -> UploadResult:
     """A CSV export of leads (UTF-8 or GBK); rows with errors are reported by line."""
     data = file.file.read(dissuasion_csv.MAX_BYTES + 1)
     with domain_errors():
-        return dissuasion_csv.upload(session=session, user=user, data=data)
+        result = dissuasion_csv.upload(session=session, user=user, data=data)
+    session.commit()
+    wake_dispatcher(request)
+    return result
 
 
 @router.get("/tasks", response_model=list[TaskPublic])

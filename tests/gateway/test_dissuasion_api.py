@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from casework import accounts, db, residents
 from integrations.signed_webhooks import signed_headers
@@ -234,3 +236,26 @@ def test_defrauded_opens_an_urgent_case_where_stop_payments_are_recorded(client)
         f"{path}/{made.json()['id']}/result", json={"frozen": 9000}, headers=desk
     )
     assert too_much.status_code == 422
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=6)
+    ),
+    max_leaves=20,
+)
+FIELDS = st.fixed_dictionaries(
+    {},
+    optional={key: JSON for key in lead("x")} | {"phone": st.text(max_size=20)},
+)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.one_of(JSON, st.fixed_dictionaries({"leads": st.lists(FIELDS, max_size=3)})))
+def test_no_signed_body_is_a_server_error(client, body):
+    answer = send(client, json.dumps(body).encode())
+    assert answer.status_code in (202, 422), answer.text
