@@ -5,6 +5,9 @@ with several gateway workers (`casework.claims`).
 - **Resident warning** (`warn_residents`): one conditional UPDATE takes the task
   (`resident_warned_at` NULL → now) and the warning is queued in the outbox in the same
   transaction: both happen or neither, and no second worker can take the task again.
+  It goes out as a customer-service message, which WeChat accepts only within 48 h of
+  the resident's last message; outside that window the outbox records it failed (the
+  template-message path of the broadcasts slice is the way to reach them later).
 - **Escalation** (`escalate_overdue`): an open task past its deadline without an outcome
   is taken the same way (`escalated_at` NULL → now, desk 反诈) and gets an `escalate`
   notice; (task, kind) is unique, so a task is escalated once.

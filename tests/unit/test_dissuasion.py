@@ -320,3 +320,18 @@ def test_a_csv_in_gbk_keeps_good_rows_and_reports_bad_ones_by_line(people):
             )
         with pytest.raises(CaseError, match="缺少列"):
             dissuasion_csv.parse(b"phone,name\n13800001234,x\n")
+
+
+def test_the_vocabulary_serves_the_dissuasion_codes_and_deadlines():
+    from casework import vocabulary
+
+    vocab = vocabulary.vocabulary()
+    assert [t.value for t in vocab.risk_types] == list(vocabulary.RISK_TYPES)
+    assert {t.value: t.deadline_seconds for t in vocab.risk_levels} == {
+        "high": 1800,
+        "medium": 7200,
+        "low": 86400,
+    }
+    assert [t.value for t in vocab.dissuasion_outcomes] == list(dissuasion.OUTCOMES)
+    assert [t.value for t in vocab.contact_channels] == list(dissuasion.CHANNELS)
+    assert set(dissuasion.WARNINGS) == set(vocabulary.RISK_TYPES)
