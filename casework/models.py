@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -147,6 +148,11 @@ class Resident(Base):
     subscribed = Column(Boolean, nullable=False, default=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    # ---- targeted warnings and dissuasion matching (revision 0008): the registered
+    # mobile (digits only, given with consent) and the resident's community.
+    mobile = Column(String(20), nullable=True, index=True)
+    mobile_consent_at = Column(DateTime(timezone=True), nullable=True)
+    community = Column(String(64), nullable=True, index=True)
 
 
 class Conversation(Base):
@@ -280,3 +286,105 @@ class LoginAttempt(Base):
     failures = Column(Integer, nullable=False, default=0)
     window_started_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     locked_until = Column(DateTime(timezone=True), nullable=True)
+
+
+# ------------------------------------------------------------------ precision dissuasion
+# (revision 0008). A lead from the municipal warning platform becomes exactly one task.
+
+
+class DissuasionLead(Base):
+    """A warning lead about a potential fraud victim, as the platform sent it."""
+
+    __tablename__ = "dissuasion_leads"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_dissuasion_leads_ext"),)
+
+    id = Column(Integer, primary_key=True)
+    source = Column(String(64), nullable=False)  # 96110, 市反诈中心预警平台 ...
+    external_id = Column(String(128), nullable=False)  # the platform's id: idempotence
+    phone = Column(String(20), nullable=False, index=True)  # normalised digits
+    name = Column(String(64), nullable=True)
+    address = Column(Text, nullable=True)
+    risk_type = Column(String(32), nullable=False)  # a vocabulary code, or 其他
+    risk_type_original = Column(String(64), nullable=True)  # what the platform said for 其他
+    risk_level = Column(String(8), nullable=False)  # high | medium | low
+    warned_at = Column(DateTime(timezone=True), nullable=False)
+    received_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    channel = Column(String(16), nullable=False, default="webhook")  # webhook | upload
+
+
+class DissuasionTask(Base):
+    """The work one lead asks for: reach the person before they pay, record the outcome."""
+
+    __tablename__ = "dissuasion_tasks"
+
+    id = Column(Integer, primary_key=True)
+    lead_id = Column(Integer, ForeignKey("dissuasion_leads.id"), nullable=False, unique=True)
+    resident_id = Column(Integer, ForeignKey("residents.id"), nullable=True)  # matched mobile
+    street = Column(String(64), nullable=True)
+    community = Column(String(64), nullable=True, index=True)
+    assignee_id = Column(Integer, ForeignKey("users.id"), nullable=True, index=True)
+    desk = Column(String(16), nullable=True)  # 反诈 when the desk holds it (or escalated)
+    status = Column(String(16), nullable=False, default="open", index=True)  # open | closed
+    deadline_at = Column(DateTime(timezone=True), nullable=False, index=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    outcome = Column(String(16), nullable=True)  # dissuaded | defrauded | unreachable
+    amount_protected_fen = Column(BigInteger, nullable=True)  # 分 (exact); shown in 元
+    closed_at = Column(DateTime(timezone=True), nullable=True)
+    closed_by_id = Column(Integer, ForeignKey("users.id"), nullable=True)
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=True)  # defrauded: the case
+    escalated_at = Column(DateTime(timezone=True), nullable=True)  # past the deadline, once
+    resident_warned_at = Column(DateTime(timezone=True), nullable=True)  # WeChat warning queued
+
+
+class DissuasionAttempt(Base):
+    """One try to reach the person: phone, WeChat or a visit (不见本人不放过)."""
+
+    __tablename__ = "dissuasion_attempts"
+
+    id = Column(Integer, primary_key=True)
+    task_id = Column(Integer, ForeignKey("dissuasion_tasks.id"), nullable=False, index=True)
+    channel = Column(String(16), nullable=False)  # phone | wechat | visit
+    reached = Column(Boolean, nullable=False)
+    note = Column(Text, nullable=False, default="")
+    officer_id = Column(Integer, ForeignKey("users.id"), nullable=True)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class DissuasionNotice(Base):
+    """A DingTalk notice about a task (its announcement, its escalation), sent once by one
+    worker: claimed with an owner and an expiry, retried patiently like case notices."""
+
+    __tablename__ = "dissuasion_notices"
+    __table_args__ = (UniqueConstraint("task_id", "kind", name="uq_dissuasion_notices_kind"),)
+
+    id = Column(Integer, primary_key=True)
+    task_id = Column(Integer, ForeignKey("dissuasion_tasks.id"), nullable=False)
+    kind = Column(String(16), nullable=False)  # announce | escalate
+    status = Column(String(16), nullable=False, default="pending", index=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    claimed_by = Column(String(128), nullable=True)
+    claim_expires_at = Column(DateTime(timezone=True), nullable=True)
+    next_attempt_at = Column(DateTime(timezone=True), nullable=True)
+    first_attempt_at = Column(DateTime(timezone=True), nullable=True)
+    error = Column(Text, nullable=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    sent_at = Column(DateTime(timezone=True), nullable=True)
+
+
+class StopPayment(Base):
+    """紧急止付: a stop-payment request to a bank on a fraud case, and what it achieved."""
+
+    __tablename__ = "stop_payments"
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=False, index=True)
+    bank = Column(String(64), nullable=False)
+    account = Column(String(64), nullable=False)  # digits; masked whenever shown
+    amount_fen = Column(BigInteger, nullable=False)  # asked to stop
+    requested_at = Column(DateTime(timezone=True), nullable=False)
+    frozen_fen = Column(BigInteger, nullable=True)
+    recovered_fen = Column(BigInteger, nullable=True)
+    result_at = Column(DateTime(timezone=True), nullable=True)
+    requested_by_id = Column(Integer, ForeignKey("users.id"), nullable=True)
+    result_by_id = Column(Integer, ForeignKey("users.id"), nullable=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)

@@ -63,6 +63,7 @@ DEVELOPMENT_DEFAULTS = frozenset(
         "SEC-jmt-development",
         "jmt-development-governance",
         "jmt-development-governance-callback",
+        "jmt-development-dissuasion",
         "changeme",
         "change-me",
     }
@@ -114,6 +115,8 @@ class Settings:
     rasa_replicas: int = 1  # `rasa run` processes on RASA_PORT, RASA_PORT+1, ...
     rasa_drain_seconds: float = 10.0  # a promotion stops an old Rasa this long after the switch
     rasa_model: str | None = None  # the model `make run` starts with (default: LIVE, else newest)
+    # ---- precision dissuasion (issue 11)
+    dissuasion_secret: str | None = None  # verifies the warning platform's signed leads
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -180,6 +183,8 @@ class Settings:
             rasa_replicas=int(_env("RASA_REPLICAS") or 1),
             rasa_drain_seconds=float(_env("RASA_DRAIN_SECONDS") or 10),
             rasa_model=_env("RASA_MODEL") or None,
+            dissuasion_secret=_env("DISSUASION_SECRET")
+            or ("jmt-development-dissuasion" if development else None),
         )
 
     @property
@@ -271,6 +276,13 @@ class Settings:
             found.append(
                 "GOVERNANCE_CALLBACK_SECRET equals GOVERNANCE_SECRET: one secret per direction"
             )
+        if not self.dissuasion_secret:
+            found.append(
+                "DISSUASION_SECRET is missing: set the secret that verifies the warning "
+                "platform's signed leads (/api/dissuasion/leads)"
+            )
+        elif self.dissuasion_secret in (self.governance_secret, self.governance_callback_secret):
+            found.append("DISSUASION_SECRET equals a governance secret: one secret per partner")
         if self.retention_days <= 0:
             found.append(
                 "RETENTION_DAYS must be a positive number of days: residents' words are not "
@@ -299,6 +311,7 @@ class Settings:
             ("DINGTALK_SECRET", self.dingtalk_secret),
             ("GOVERNANCE_SECRET", self.governance_secret),
             ("GOVERNANCE_CALLBACK_SECRET", self.governance_callback_secret),
+            ("DISSUASION_SECRET", self.dissuasion_secret),
             ("RASA_TOKEN", self.rasa_token),
             ("ACTIONS_TOKEN", self.actions_token),
             ("METRICS_TOKEN", self.metrics_token),

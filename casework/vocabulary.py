@@ -35,6 +35,7 @@ CASE_REASON_LABELS = {
     "ticket_rejected": "治理平台退回",
     "ticket_overdue": "治理平台超期未办结",
     "ticket_not_sent": "工单无法送达治理平台",
+    "dissuasion_defrauded": "精准劝阻：已被骗",
 }
 
 ROLE_LABELS = {"officer": "民警", "commander": "指挥长", "trainer": "训练师", "admin": "管理员"}
@@ -100,7 +101,27 @@ DETAIL_LABELS = {
     "ticket_id": "工单号",
     "note": "说明",
     "first_message": "群众原话",
+    "victim_phone": "当事人电话",
+    "dissuasion_task_id": "劝阻任务",
+    "lead_source": "预警来源",
+    "lead_external_id": "预警编号",
+    "risk_level": "风险等级",
+    "warned_at": "预警时间",
 }
+
+# ---- precision dissuasion (精准劝阻, issue 11). Risk types are the municipal platform's
+# own words, so code and label are the same; any other type is accepted as 其他 and the
+# platform's wording is kept beside it (`DissuasionLead.risk_type_original`).
+OTHER_RISK_TYPE = "其他"
+RISK_TYPES = ("刷单返利", "冒充公检法", "虚假投资理财", "贷款", "冒充客服", OTHER_RISK_TYPE)
+RISK_LEVEL_LABELS = {"high": "高风险", "medium": "中风险", "low": "低风险"}  # most urgent first
+DISSUASION_STATUS_LABELS = {"open": "待劝阻", "closed": "已办结"}
+DISSUASION_OUTCOME_LABELS = {
+    "dissuaded": "劝阻成功",
+    "defrauded": "已被骗",
+    "unreachable": "未联系上",
+}
+CONTACT_CHANNEL_LABELS = {"phone": "电话", "wechat": "微信", "visit": "上门"}
 
 
 class Term(BaseModel):
@@ -122,6 +143,10 @@ class TicketStateTerm(Term):
     open: bool  # still waiting for the platform (can become overdue)
 
 
+class RiskLevelTerm(Term):
+    deadline_seconds: int  # a task of this level must be worked within this
+
+
 class VocabularyPublic(BaseModel):
     categories: list[CategoryTerm]
     priorities: list[PriorityTerm]  # most urgent first
@@ -137,6 +162,11 @@ class VocabularyPublic(BaseModel):
     nlu_reasons: list[Term]
     entities: list[Term]
     details: list[Term]
+    risk_types: list[Term]
+    risk_levels: list[RiskLevelTerm]
+    dissuasion_statuses: list[Term]
+    dissuasion_outcomes: list[Term]
+    contact_channels: list[Term]
 
 
 def _terms(labels: dict[str, str], order: tuple[str, ...] | None = None) -> list[Term]:
@@ -146,6 +176,8 @@ def _terms(labels: dict[str, str], order: tuple[str, ...] | None = None) -> list
 @lru_cache(maxsize=1)
 def vocabulary() -> VocabularyPublic:
     """Built once per process: every piece is a module constant."""
+    from casework.dissuasion import DEADLINES  # imports this module: not at the top
+
     return VocabularyPublic(
         categories=[
             CategoryTerm(
@@ -176,4 +208,14 @@ def vocabulary() -> VocabularyPublic:
         nlu_reasons=_terms(nlu_inbox.REASON_LABELS, nlu_inbox.REASONS),
         entities=_terms(ENTITY_LABELS, nlu_inbox.ENTITY_NAMES),
         details=_terms(DETAIL_LABELS),
+        risk_types=[Term(value=code, label=code) for code in RISK_TYPES],
+        risk_levels=[
+            RiskLevelTerm(
+                value=code, label=label, deadline_seconds=int(DEADLINES[code].total_seconds())
+            )
+            for code, label in RISK_LEVEL_LABELS.items()
+        ],
+        dissuasion_statuses=_terms(DISSUASION_STATUS_LABELS),
+        dissuasion_outcomes=_terms(DISSUASION_OUTCOME_LABELS),
+        contact_channels=_terms(CONTACT_CHANNEL_LABELS),
     )

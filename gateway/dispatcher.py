@@ -4,7 +4,9 @@ Cases are created by the action server (bot hand-offs) and by the gateway (bot d
 tickets coming back, a bot turn whose worker died: `intake.recover_stalled_turns`, run
 first in each pass). Each pass finds cases nobody has announced yet, routes them to an
 officer (and the duty commander where needed) and notifies them through DingTalk; sends
-pending tickets to the governance platform; and brings overdue tickets back to officers.
+pending tickets to the governance platform; brings overdue tickets back to officers; and
+does the dissuasion tasks' work (the resident's WeChat warning, escalation past the
+deadline, the DingTalk notices).
 Cases and tickets are claimed with an owner and an expiry (`casework.dispatch`), so
 several gateway workers never double up and a dead worker's claims are taken over once
 they expire. A failed send records when to try again and the pass moves on: nothing in
@@ -21,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from casework import claims, db, dispatch, intake, retention
+from casework import claims, db, dispatch, dissuasion_work, intake, retention
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
 from casework.clock import utcnow
 from casework.privacy import mask_pii
 from gateway.background import BackgroundLoop
+from gateway.dissuasion_notify import build_task_notification
 from gateway.service import BOT_UNAVAILABLE
 from integrations.governance import GovernanceClient, GovernanceError
 from integrations.notify import Notification, Notifier, NotifyError
@@ -33,6 +36,9 @@ from integrations.notify import Notification, Notifier, NotifyError
 logger = logging.getLogger(__name__)
 RETENTION_CHECK_SECONDS = 600  # how often a worker asks whether today's purge is due
 PRIORITY_LABELS = {"urgent": "紧急", "high": "高", "normal": "普通", "low": "低"}
+# Dissuasion batches one pass works through at most while they come full: a burst of
+# leads drains at 50 notices a pass, and other work waits at most 5 batches.
+DISSUASION_BATCHES = 5
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class Dispatcher(BackgroundLoop):
             await self._announce(announcement)
         await self._send_tickets()
         await asyncio.to_thread(self._return_overdue_tickets)
+        await self._dissuasion()
         if self.retention_days and time.monotonic() >= self._next_retention_check:
             self._next_retention_check = time.monotonic() + RETENTION_CHECK_SECONDS
             await asyncio.to_thread(self._purge_if_due)
@@ -180,6 +187,73 @@ class Dispatcher(BackgroundLoop):
             return dispatch.record_announcement(
                 session=session,
                 case_id=case_id,
+                error=error,
+                permanent=permanent,
+                owner=self.owner,
+                now=self.clock(),
+            )
+
+    # ---------------------------------------------------------------- dissuasion tasks
+
+    async def _dissuasion(self) -> None:
+        """Precision dissuasion (casework/dissuasion_work.py): warn matched residents in
+        WeChat, escalate overdue tasks to the 反诈 desk, and send the tasks' DingTalk
+        notices — each once, with any number of workers."""
+        for _ in range(DISSUASION_BATCHES):  # a CSV of 2,000 leads is not 200 passes
+            busy = await asyncio.to_thread(self._warn_and_escalate)
+            notices = await asyncio.to_thread(self._task_notices)
+            await self._send_task_notices(notices)
+            if not busy and len(notices) < claims.BATCH:
+                return
+
+    async def _send_task_notices(self, notices: list[dissuasion_work.TaskNotice]) -> None:
+        for notice in notices:  # none without a notifier: they were marked failed
+            assert self.notifier is not None
+            notification = build_task_notification(notice, self.console_url)
+            error: str | None = None
+            permanent = False
+            try:
+                await asyncio.to_thread(self.notifier.send, notification)
+            except NotifyError as failure:
+                error, permanent = str(failure) or type(failure).__name__, failure.permanent
+            outcome = await asyncio.to_thread(
+                self._record_task_notice, notice.notice_id, error, permanent
+            )
+            if error is not None or outcome == "lost":
+                logger.warning(
+                    "dissuasion task %s: %s notice %s: %s",
+                    notice.task_id,
+                    notice.kind,
+                    outcome,
+                    error or "claim taken over; not recorded",
+                )
+
+    def _warn_and_escalate(self) -> bool:
+        """True when either took a full batch (there may be more)."""
+        with db.session_scope(self.database_url) as session:
+            warned = dissuasion_work.warn_residents(session=session, now=self.clock())
+        with db.session_scope(self.database_url) as session:
+            escalated = dissuasion_work.escalate_overdue(session=session, now=self.clock())
+        if warned:
+            logger.info("dissuasion tasks %s: the residents' warnings queued", warned)
+        if escalated:
+            logger.warning("dissuasion tasks %s past their deadline: escalated to 反诈", escalated)
+        return max(len(warned), len(escalated)) >= claims.BATCH
+
+    def _task_notices(self) -> list[dissuasion_work.TaskNotice]:
+        with db.session_scope(self.database_url) as session:
+            return dissuasion_work.notices_due(
+                session=session,
+                can_notify=self.notifier is not None,
+                owner=self.owner,
+                now=self.clock(),
+            )
+
+    def _record_task_notice(self, notice_id: int, error: str | None, permanent: bool) -> str:
+        with db.session_scope(self.database_url) as session:
+            return dissuasion_work.record_notice(
+                session=session,
+                notice_id=notice_id,
                 error=error,
                 permanent=permanent,
                 owner=self.owner,

@@ -20,17 +20,20 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from starlette.routing import Route
 
-from casework import accounts, db, nlu_export
+from casework import accounts, db, dissuasion, nlu_export, stop_payments
 from casework.cases import open_case, open_ticket
 from casework.conversations import conversation_for, record_inbound
-from casework.models import Case
+from casework.dissuasion_schemas import LeadIn
+from casework.models import Case, User
 from gateway.app import create_app
 from jmt import paths
 from tests.gateway.conftest import StandInRasa, gateway_settings
@@ -70,6 +73,17 @@ def officers_only(code: int = 200) -> dict[str, int]:
     return {**signed_in(code), "trainer": 403}
 
 
+def anti_fraud(in_scope: int = 200) -> dict[str, int]:
+    """A dissuasion task or fraud case of community A: like `scoped`, and the 反诈 desk
+    sees it too."""
+    return {**scoped(in_scope), "desk": in_scope}
+
+
+def uploaders(code: int = 200) -> dict[str, int]:
+    """Lead imports: commanders, admins and the 反诈 desk; community officers 403."""
+    return {**officers_only(403), "desk": code, "commander": code, "admin": code}
+
+
 def trainers_only(code: int = 200) -> dict[str, int]:
     return {
         **signed_in(403),
@@ -100,6 +114,17 @@ TICKETS_SEEN = {
     "commander": {"ticket"},
     "admin": {"ticket"},
 }
+TASKS_SEEN = {
+    "officer_a": {"task_a"},
+    "officer_b": set(),
+    "desk": {"task_a", "task_desk"},
+    "commander": {"task_a", "task_desk"},
+    "admin": {"task_a", "task_desk"},
+}
+LEADS_CSV = (
+    "external_id,phone,risk_type,risk_level,warned_at,source\n"
+    "matrix-csv-1,13800009999,贷款,low,2026-12-05T10:00:00+08:00,96110\n"
+).encode()
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,9 @@ class Row:
     fresh: bool = False  # acts on a new community-A case (and resident message) per check
     stream: bool = False  # an endless event stream: 200 cells are not requested here
     form: bool = False  # the login form with the role's own account
+    fresh_task: bool = False  # acts on a new community-A dissuasion task per check
+    case: str = "noise_case"  # the fixture record whose id fills {case_id}
+    files: dict[str, Any] | None = None  # a multipart upload
 
 
 STREAM_NOTE = (
@@ -162,6 +190,30 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/conversations/{conversation_id}"): Row(scoped()),
     ("GET", "/api/tickets"): Row(officers_only(200), sees=TICKETS_SEEN),
     ("POST", "/api/tickets/{ticket_id}/status"): Row(everyone(401), json={"status": "accepted"}),
+    # ---- precision dissuasion: the platform's signed webhook (no signature: 401), imports,
+    # tasks of community A (its officer, the 反诈 desk, commanders, admins)
+    ("POST", "/api/dissuasion/leads"): Row(everyone(401), json={"leads": []}),
+    ("POST", "/api/dissuasion/leads/upload"): Row(
+        uploaders(), files={"file": ("leads.csv", LEADS_CSV, "text/csv")}
+    ),
+    ("GET", "/api/dissuasion/tasks"): Row(officers_only(200), sees=TASKS_SEEN),
+    ("GET", "/api/dissuasion/tasks/{task_id}"): Row(anti_fraud()),
+    ("POST", "/api/dissuasion/tasks/{task_id}/attempts"): Row(
+        anti_fraud(), json={"channel": "phone", "reached": False, "note": "无人接听"}
+    ),
+    ("POST", "/api/dissuasion/tasks/{task_id}/outcome"): Row(
+        anti_fraud(), json={"outcome": "dissuaded", "amount_protected": 500}, fresh_task=True
+    ),
+    # ---- 紧急止付 on a fraud case of community A
+    ("GET", "/api/cases/{case_id}/stop-payments"): Row(anti_fraud(), case="fraud_case_a"),
+    ("POST", "/api/cases/{case_id}/stop-payments"): Row(
+        anti_fraud(),
+        json={"bank": "工商银行", "account": "6222021234567890", "amount": 100},
+        case="fraud_case_a",
+    ),
+    ("POST", "/api/cases/{case_id}/stop-payments/{stop_payment_id}/result"): Row(
+        anti_fraud(), json={"frozen": 50}, case="fraud_case_a"
+    ),
     # ---- officers' tools and aggregates (no resident words)
     ("GET", "/api/canned-replies"): Row(officers_only(200)),
     ("GET", "/api/officers"): Row(officers_only(200)),
@@ -231,6 +283,18 @@ def _noise_case(session, openid: str) -> Case:
     return case
 
 
+def _lead(external_id: str, address: str | None) -> LeadIn:
+    return LeadIn(
+        external_id=external_id,
+        phone="13800001234",
+        address=address,
+        risk_type="刷单返利",
+        risk_level="high",
+        warned_at="2026-12-05T10:00:00+08:00",
+        source="96110",
+    )
+
+
 def _make_records() -> dict[str, int]:
     with db.session_scope() as session:
         _user(session, "officer_a", "officer", community=COMMUNITY_A)
@@ -259,8 +323,35 @@ def _make_records() -> dict[str, int]:
             reason="money_lost",
             summary="【涉诈】刷单被骗两万",
         )
+        fraud_a = open_case(
+            session=session,
+            sender_id="o-victim-a",
+            category="fraud_suspicion",
+            priority="urgent",
+            reason="money_lost",
+            summary="【涉诈】冒充客服被骗",
+        )
+        fraud_a.street, fraud_a.community = "骆驼街道", COMMUNITY_A
         session.flush()
+        commander = session.execute(select(User).where(User.username == "commander")).scalar_one()
+        stop = stop_payments.request(
+            session=session,
+            user=commander,
+            case_id=fraud_a.id,
+            bank="工商银行",
+            account="6222021234567890",
+            amount=Decimal("100"),
+        )
+        task_a, task_desk = dissuasion.ingest_leads(
+            session=session,
+            leads=[_lead("matrix-task-a", COMMUNITY_A), _lead("matrix-task-desk", None)],
+            actor=None,
+        ).task_ids
         return {
+            "fraud_case_a": fraud_a.id,
+            "stop_payment": stop.id,
+            "task_a": task_a,
+            "task_desk": task_desk,
             "noise_case": noise.id,
             "fraud_case": fraud.id,
             "ticket": ticket.id,
@@ -290,6 +381,7 @@ def world(database_url, monkeypatch, tmp_path) -> Iterator[World]:
             "/api/cases": {ids["noise_case"]: "noise_case", ids["fraud_case"]: "fraud_case"},
             "/api/conversations": {ids["resident"]: "resident", ids["victim"]: "victim"},
             "/api/tickets": {ids["ticket"]: "ticket"},
+            "/api/dissuasion/tasks": {ids["task_a"]: "task_a", ids["task_desk"]: "task_desk"},
         }
         yield World(client=client, headers=headers, ids=ids, names=names)
 
@@ -304,9 +396,18 @@ def _fresh_ids(world: World) -> dict[str, int]:
         return {"case_id": case.id, "message_id": message}
 
 
+def _fresh_task(world: World) -> int:
+    world.fresh_count += 1
+    with db.session_scope() as session:
+        lead = _lead(f"matrix-fresh-task-{world.fresh_count}", COMMUNITY_A)
+        return dissuasion.ingest_leads(session=session, leads=[lead], actor=None).task_ids[0]
+
+
 def _path(world: World, template: str, row: Row) -> str:
     values: dict[str, Any] = {
-        "case_id": world.ids["noise_case"],
+        "case_id": world.ids[row.case],
+        "task_id": world.ids["task_a"],
+        "stop_payment_id": world.ids["stop_payment"],
         "conversation_id": world.ids["resident"],
         "ticket_id": world.ids["ticket"],
         "message_id": world.ids["message"],
@@ -314,6 +415,8 @@ def _path(world: World, template: str, row: Row) -> str:
     }
     if row.fresh:
         values |= _fresh_ids(world)
+    if row.fresh_task:
+        values["task_id"] = _fresh_task(world)
     return template.format(**values)
 
 
@@ -325,6 +428,8 @@ def _check(world: World, method: str, template: str, row: Row, role: str) -> str
     kwargs: dict[str, Any] = {"headers": world.headers[role]}
     if row.json is not None:
         kwargs["json"] = row.json
+    if row.files is not None:
+        kwargs["files"] = row.files
     if row.form:
         user = role if role != "anonymous" else "nobody"
         kwargs["data"] = {"username": user, "password": PASSWORD}

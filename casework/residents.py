@@ -1,0 +1,127 @@
+"""What a resident tells us about themselves: the mobile number they registered (with
+consent, for targeted warnings and for matching dissuasion leads) and their community.
+
+The resident-facing way to set these (a menu item, an intake) is a later slice of issue
+11; this module is the one writer. Phone numbers are kept as digits only
+(`normalise_phone`), so a lead's "138-0000-1234" and a resident's "+86 13800001234" meet.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from casework.cases import CaseError
+from casework.clock import aware, utcnow
+from casework.conversations import conversation_for
+from casework.gazetteer import STREETS
+from casework.models import Resident
+
+# Mainland numbers, strictly: a mobile is 11 digits 1[3-9]xxxxxxxxx; a landline is the
+# area code (0 + 2 or 3 digits) and a local number of 7 or 8 digits not starting with 0/1.
+# python-stdnum has no rule for Chinese phone numbers, hence these.
+MOBILE = re.compile(r"1[3-9]\d{9}")
+LANDLINE = re.compile(r"0(?:10|2\d|[3-9]\d{2})[2-9]\d{6,7}")
+_SEPARATORS = re.compile(r"[\s\-()（）]")
+_COUNTRY_CODE = re.compile(r"^(?:\+86|0086|86)(?=1[3-9]\d{9}$)")
+COMMUNITIES = {community: street for street, names in STREETS.items() for community in names}
+
+
+class PhoneError(CaseError):
+    """Not a mainland mobile or landline number."""
+
+
+def normalise_phone(value: str, *, mobile_only: bool = False) -> str:
+    """The number as digits (country code and separators dropped), or PhoneError."""
+    digits = _COUNTRY_CODE.sub("", _SEPARATORS.sub("", value or ""))
+    if MOBILE.fullmatch(digits):
+        return digits
+    if not mobile_only and LANDLINE.fullmatch(digits):
+        return digits
+    kind = "手机号" if mobile_only else "手机号或固定电话"
+    raise PhoneError(f"号码格式不正确，应为中国大陆{kind}")
+
+
+def mask_phone(digits: str) -> str:
+    """138****1234 for a mobile, 0574****34 for a landline: enough to tell two apart."""
+    if len(digits) == 11 and digits.startswith("1"):
+        return f"{digits[:3]}****{digits[-4:]}"
+    return f"{digits[:4]}****{digits[-2:]}" if len(digits) > 6 else "****"
+
+
+def street_of(community: str | None) -> str | None:
+    return COMMUNITIES.get(community) if community else None
+
+
+class ResidentProfilePublic(BaseModel):
+    openid: str
+    mobile_masked: str | None
+    mobile_consent_at: datetime | None
+    community: str | None
+    street: str | None
+
+
+def profile_public(resident: Resident) -> ResidentProfilePublic:
+    return ResidentProfilePublic(
+        openid=resident.openid,
+        mobile_masked=mask_phone(resident.mobile) if resident.mobile else None,
+        mobile_consent_at=aware(resident.mobile_consent_at),
+        community=resident.community,
+        street=street_of(resident.community),
+    )
+
+
+_UNCHANGED = object()
+
+
+def set_profile(
+    *,
+    session: Session,
+    openid: str,
+    mobile: str | None | object = _UNCHANGED,
+    consent: bool = False,
+    community: str | None | object = _UNCHANGED,
+    now: datetime | None = None,
+) -> ResidentProfilePublic:
+    """Record the resident's mobile and/or community (each only when given).
+
+    A mobile is kept only with the resident's consent, and the time of that consent is
+    recorded; giving `None` (or "") withdraws it: number and consent time are cleared.
+    The community must be one of the district's (`casework.gazetteer`); None clears it.
+    """
+    resident_id = conversation_for(session=session, openid=openid).resident_id
+    resident = session.get(Resident, resident_id)
+    assert resident is not None
+    if mobile is not _UNCHANGED:
+        if not mobile:
+            resident.mobile = resident.mobile_consent_at = None
+        else:
+            if not consent:
+                raise CaseError("登记手机号须经本人同意（consent）")
+            resident.mobile = normalise_phone(str(mobile), mobile_only=True)
+            resident.mobile_consent_at = now or utcnow()
+    if community is not _UNCHANGED:
+        if community and community not in COMMUNITIES:
+            raise CaseError(f"未知社区：{community}")
+        resident.community = community or None
+    session.flush()
+    return profile_public(resident)
+
+
+def resident_by_mobile(*, session: Session, mobile: str) -> Resident | None:
+    """The resident who registered this mobile with consent (the most recently seen one if
+    several did: a number passed on to a family member)."""
+    return (
+        session.execute(
+            select(Resident)
+            .where(Resident.mobile == mobile, Resident.mobile_consent_at.is_not(None))
+            .order_by(Resident.last_seen_at.desc(), Resident.id.desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
