@@ -350,9 +350,10 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(str(error)) from None
     settings = get_settings()
+    # Refused before anything is created (not even the var folder for the lock).
+    _refuse_development_defaults(settings, database=False)
     # Held until this process ends (never closed: the kernel releases it then).
     _hold_or_refuse(settings.var_dir)
-    _refuse_development_defaults(settings, database=False)
     workers = _positive("GATEWAY_WORKERS", settings.gateway_workers)
     replicas = _positive("RASA_REPLICAS", settings.rasa_replicas)
     rasa_stores, endpoints = replica_environment(settings)
