@@ -224,6 +224,8 @@ class MetricsPublic(BaseModel):
     tickets: dict[str, Any]
     per_officer: list[dict[str, Any]]
     per_community: list[dict[str, Any]]
+    # 精准劝阻 and 紧急止付 (casework.dissuasion_metrics)
+    dissuasion: dict[str, Any] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ the trainers' inbox
