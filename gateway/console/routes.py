@@ -33,6 +33,7 @@ STATIC_FILES = {
     "tickets.js": "text/javascript; charset=utf-8",
     "metrics.js": "text/javascript; charset=utf-8",
     "nlu.js": "text/javascript; charset=utf-8",
+    "dissuasion.js": "text/javascript; charset=utf-8",
 }
 
 SECURITY_HEADERS = {
@@ -49,6 +50,7 @@ SECURITY_HEADERS = {
 NAV = (
     ("queue", "/console", "待办队列"),
     ("tickets", "/console/tickets", "工单"),
+    ("dissuasion", "/console/dissuasion", "精准劝阻"),
     ("metrics", "/console/metrics", "数据统计"),
     ("nlu", "/console/nlu", "语料标注"),
 )
@@ -250,6 +252,56 @@ TICKETS = """<div class="page-head">
 </table>
 <p id="tickets-empty" class="empty" hidden>暂无工单。</p>"""
 
+DISSUASION = """<div class="page-head">
+  <h1>精准劝阻</h1>
+  <label class="muted">状态
+    <select id="task-status">
+      <option value="">全部</option>
+    </select>
+  </label>
+  <span id="task-stats" class="muted"></span>
+</div>
+<p class="muted">不接电话不放过、不见本人不放过：“未联系上”须先有上门记录；
+  超时未办结的任务自动升级到反诈专班。</p>
+<p id="tasks-error" class="error" role="alert" hidden></p>
+<table class="grid" id="tasks">
+  <thead><tr>
+    <th>编号</th><th>风险</th><th>诈骗类型</th><th>手机号</th><th>街道/社区</th>
+    <th>承办</th><th>剩余时间</th><th>预警时间/来源</th>
+  </tr></thead>
+  <tbody id="tasks-body"></tbody>
+</table>
+<p id="tasks-empty" class="empty" hidden>暂无劝阻任务。</p>
+<section id="task-panel" class="card" hidden>
+  <h2 id="task-title"></h2>
+  <p id="task-error" class="error" role="alert" hidden></p>
+  <dl class="facts">
+    <dt>电话</dt><dd><a id="task-phone" href="#"></a></dd>
+    <dt>姓名</dt><dd id="task-name"></dd>
+    <dt>地址</dt><dd id="task-address"></dd>
+    <dt>办结期限</dt><dd id="task-deadline"></dd>
+    <dt>结果</dt><dd id="task-outcome"></dd>
+  </dl>
+  <h3>联系记录</h3>
+  <ul id="task-attempts" class="plain"></ul>
+  <p id="attempts-empty" class="muted" hidden>尚无联系记录。</p>
+  <form id="attempt-form">
+    <label>方式 <select id="attempt-channel">
+      <option value="phone">电话</option><option value="wechat">微信</option>
+      <option value="visit">上门</option></select></label>
+    <label><input id="attempt-reached" type="checkbox"> 已联系上本人</label>
+    <label>情况 <input id="attempt-note" size="30" maxlength="500"
+      placeholder="如：已讲解刷单诈骗手法"></label>
+    <button type="submit">记录联系</button>
+  </form>
+  <form id="outcome-form">
+    <label>结果 <select id="outcome-choice"></select></label>
+    <label id="outcome-amount-label">保护金额（元） <input id="outcome-amount" type="number"
+      min="0" step="0.01" size="10" placeholder="可不填"></label>
+    <button type="submit">办结任务</button>
+  </form>
+</section>"""
+
 METRICS = """<div class="page-head">
   <h1>数据统计</h1>
   <div class="tabs" role="tablist" id="days">
@@ -335,6 +387,11 @@ async def case_page(case_id: int) -> HTMLResponse:
 @router.get("/tickets", response_class=HTMLResponse)
 async def tickets_page() -> HTMLResponse:
     return _page("治理工单", "tickets.js", TICKETS, active="tickets")
+
+
+@router.get("/dissuasion", response_class=HTMLResponse)
+async def dissuasion_page() -> HTMLResponse:
+    return _page("精准劝阻", "dissuasion.js", DISSUASION, active="dissuasion")
 
 
 @router.get("/metrics", response_class=HTMLResponse)

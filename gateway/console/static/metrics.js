@@ -137,6 +137,8 @@
     const s = m.satisfaction || {};
     const b = m.bot_resolved_share || {};
     const k = m.tickets || {};
+    const d = m.dissuasion || {};
+    const sp = d.stop_payments || {};
     clear($("tiles")).append(
       tile("答复及时率", pct(t.rate),
         `及时 ${t.timely ?? 0} / 计入 ${t.counted ?? 0} 件` + (t.pending ? `，${t.pending} 件未到期` : ""), "timely"),
@@ -148,7 +150,13 @@
         `${b.resolved_by_bot ?? 0} / ${b.conversations ?? 0} 个会话未转人工`, "bot"),
       tile("工单办结率", pct(k.closure_rate),
         `办结 ${k.resolved ?? 0} / 新建 ${k.created ?? 0}` + (k.overdue ? `，超期 ${k.overdue}` : "") +
-        (k.rejected ? `，退回 ${k.rejected}` : ""), "tickets")
+        (k.rejected ? `，退回 ${k.rejected}` : ""), "tickets"),
+      tile("精准劝阻按时联系率", pct(d.reached_within_deadline_rate),
+        `按时联系 ${d.reached_within_deadline ?? 0} / 任务 ${d.tasks ?? 0} 件，见到本人 ${d.reached_in_person ?? 0}`,
+        "dissuasion"),
+      tile("劝阻成功", `${d.dissuaded ?? 0} 件`,
+        `保护金额 ${JMT.fmtYuan(d.amount_protected_yuan ?? 0)}，已被骗 ${d.defrauded ?? 0}` +
+        (sp.requests ? `，止付 ${sp.requests} 笔 ${JMT.fmtYuan(sp.amount_yuan)}` : ""), "dissuaded")
     );
 
     const byCategory = m.volume_by_category || {};

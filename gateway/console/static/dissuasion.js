@@ -1,0 +1,168 @@
+/* 精准劝阻: GET /api/dissuasion/tasks (scoped by the server), one task's detail with the
+ * number to call, its contact attempts and the outcome (POST …/attempts, …/outcome).
+ * 不接电话不放过、不见本人不放过: 未联系上 is refused by the server without a visit. */
+"use strict";
+
+(() => {
+  const { $, h, clear, showError, api } = JMT;
+  if (!JMT.initChrome()) return;
+
+  let selected = null; // the task id whose detail is open
+  let fetchedAt = Date.now();
+
+  const riskLabel = (code) => JMT.label("risk_levels", code);
+  const outcomeLabel = (code) => JMT.label("dissuasion_outcomes", code);
+  const CHANNELS = { phone: "电话", wechat: "微信", visit: "上门" }; // CONTRACT's channels
+
+  function countdown(task) {
+    if (task.status === "closed") return [outcomeLabel(task.outcome) || "已办结", "ok"];
+    if (typeof task.seconds_left !== "number") return ["—", ""];
+    const left = task.seconds_left - (Date.now() - fetchedAt) / 1000;
+    if (left <= 0) return ["已超时 " + JMT.fmtDuration(-left), "overdue"];
+    return [JMT.fmtDuration(left), left < 600 ? "soon" : ""];
+  }
+
+  function row(task) {
+    const [left, cls] = countdown(task);
+    const where = [task.street, task.community].filter(Boolean).join(" ") || "未定位";
+    return h(
+      "tr",
+      {
+        className: (task.overdue && task.status === "open" ? "overdue-row " : "") +
+          (task.id === selected ? "selected" : ""),
+        dataset: { taskId: task.id },
+      },
+      h("td", { className: "nowrap" }, `#${task.id}`),
+      h("td", { className: "nowrap" },
+        h("span", { className: "tag " + (task.risk_level === "high" ? "red" : "") },
+          riskLabel(task.risk_level))),
+      h("td", {}, task.risk_type,
+        task.risk_type_original ? h("div", { className: "muted" }, task.risk_type_original) : null),
+      h("td", { className: "nowrap" }, task.phone_masked, task.name ? h("div", { className: "muted" }, task.name) : null),
+      h("td", {}, where),
+      h("td", { className: "nowrap" }, JMT.officerName(task.assignee) || task.desk || "—"),
+      h("td", { className: "nowrap " + cls, dataset: { role: "countdown" } }, left),
+      h("td", { className: "nowrap" }, JMT.fmtTime(task.warned_at), h("div", { className: "muted" }, task.source))
+    );
+  }
+
+  async function load() {
+    const status = $("task-status").value;
+    try {
+      const [tasks] = await Promise.all([
+        api("/api/dissuasion/tasks" + (status ? "?status=" + encodeURIComponent(status) : "")),
+        JMT.vocabulary(),
+      ]);
+      fetchedAt = Date.now();
+      showError($("tasks-error"), "");
+      const body = clear($("tasks-body"));
+      for (const task of tasks) body.append(row(task));
+      $("tasks-empty").hidden = tasks.length > 0;
+      const open = tasks.filter((t) => t.status === "open");
+      const overdue = open.filter((t) => t.overdue).length;
+      $("task-stats").textContent =
+        `共 ${tasks.length} 件 · 待劝阻 ${open.length}` + (overdue ? ` · 超时 ${overdue}` : "");
+      if (selected !== null) await show(selected);
+    } catch (e) {
+      if (e.status !== 401) showError($("tasks-error"), "劝阻任务加载失败：" + e.message);
+    }
+  }
+
+  function attemptLine(a) {
+    return h("li", { dataset: { attemptId: a.id } },
+      h("span", { className: "nowrap" }, JMT.fmtTime(a.at)), " ",
+      h("strong", {}, CHANNELS[a.channel] || a.channel), " ",
+      h("span", { className: a.reached ? "ok" : "fail" }, a.reached ? "已联系上" : "未联系上"),
+      a.note ? " — " + a.note : "",
+      a.officer ? h("span", { className: "muted" }, "（" + JMT.officerName(a.officer) + "）") : null);
+  }
+
+  async function show(taskId) {
+    selected = taskId;
+    let task;
+    try {
+      task = await api("/api/dissuasion/tasks/" + encodeURIComponent(taskId));
+    } catch (e) {
+      if (e.status !== 401) showError($("task-error"), "任务加载失败：" + e.message);
+      return;
+    }
+    $("task-panel").hidden = false;
+    showError($("task-error"), "");
+    $("task-title").textContent =
+      `劝阻任务 #${task.id} · ${riskLabel(task.risk_level)} · ${task.risk_type}`;
+    $("task-phone").textContent = task.phone;
+    $("task-phone").href = "tel:" + task.phone.replace(/[^0-9+]/g, "");
+    $("task-name").textContent = task.name || "—";
+    $("task-address").textContent = task.address || "—";
+    $("task-deadline").textContent = JMT.fmtTime(task.deadline_at);
+    $("task-outcome").textContent = task.status === "closed"
+      ? outcomeLabel(task.outcome) + (task.amount_protected ? `（保护金额 ${JMT.fmtYuan(task.amount_protected)}）` : "")
+      : "待劝阻";
+    const list = clear($("task-attempts"));
+    for (const a of task.attempts) list.append(attemptLine(a));
+    $("attempts-empty").hidden = task.attempts.length > 0;
+    const open = task.status === "open";
+    $("attempt-form").hidden = !open;
+    $("outcome-form").hidden = !open;
+    for (const tr of document.querySelectorAll("#tasks-body tr")) {
+      tr.classList.toggle("selected", Number(tr.dataset.taskId) === task.id);
+    }
+  }
+
+  $("tasks-body").addEventListener("click", (event) => {
+    const tr = event.target.closest("tr[data-task-id]");
+    if (tr) show(Number(tr.dataset.taskId));
+  });
+
+  $("attempt-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/api/dissuasion/tasks/${encodeURIComponent(selected)}/attempts`, {
+        method: "POST",
+        body: {
+          channel: $("attempt-channel").value,
+          reached: $("attempt-reached").checked,
+          note: $("attempt-note").value,
+        },
+      });
+      $("attempt-note").value = "";
+      $("attempt-reached").checked = false;
+      JMT.toast("已记录联系情况");
+      await load();
+    } catch (e) {
+      if (e.status !== 401) showError($("task-error"), "记录失败：" + e.message);
+    }
+  });
+
+  $("outcome-choice").addEventListener("change", () => {
+    $("outcome-amount-label").hidden = $("outcome-choice").value !== "dissuaded";
+  });
+
+  $("outcome-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const outcome = $("outcome-choice").value;
+    const body = { outcome };
+    const amount = $("outcome-amount").value.trim();
+    if (outcome === "dissuaded" && amount) body.amount_protected = amount;
+    try {
+      await api(`/api/dissuasion/tasks/${encodeURIComponent(selected)}/outcome`, {
+        method: "POST",
+        body,
+      });
+      JMT.toast("任务已办结：" + outcomeLabel(outcome));
+      await load();
+    } catch (e) {
+      if (e.status !== 401) showError($("task-error"), "办结失败：" + e.message);
+    }
+  });
+
+  JMT.vocabulary()
+    .then((vocab) => {
+      JMT.fillOptions($("task-status"), vocab.dissuasion_statuses);
+      JMT.fillOptions($("outcome-choice"), vocab.dissuasion_outcomes);
+    })
+    .catch((e) => e.status !== 401 && showError($("tasks-error"), "词表加载失败：" + e.message));
+  $("task-status").addEventListener("change", load);
+  setInterval(load, 30000);
+  load();
+})();

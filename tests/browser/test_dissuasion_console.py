@@ -1,0 +1,116 @@
+"""精准劝阻 in the console (issue 11), in real headless Chromium against the real gateway:
+a community officer works a high-risk lead — a phone call that fails, 未联系上 refused
+without a visit (不见本人不放过), a visit that reaches the person, 劝阻成功 with the amount
+protected — and the metrics page counts it. Screenshots in tests/browser/artifacts/."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from casework import dissuasion
+from casework.dissuasion_schemas import LeadIn
+from tests.browser.conftest import Gateway
+from tests.browser.test_console import log_in, shot
+
+try:
+    from playwright.sync_api import Page, expect
+except ImportError:  # the `browser` fixture skips (or fails under CI=true) with the reason
+    Page, expect = object, None  # type: ignore[assignment,misc]
+
+pytestmark = pytest.mark.browser
+
+
+def test_an_officer_works_a_dissuasion_task_to_success(gateway: Gateway, page: Page) -> None:
+    gateway.officer("chen", "陈警官", community="万景社区")
+    gateway.officer("zhao", "赵警官", community="清水湖社区")
+    with gateway.session() as session:
+        [task_id] = dissuasion.ingest_leads(
+            session=session,
+            leads=[
+                LeadIn.parse_obj(
+                    {
+                        "external_id": "96110-0001",
+                        "phone": "13800001234",
+                        "name": "王阿姨",
+                        "address": "骆驼街道万景社区3幢201",
+                        "risk_type": "刷单返利",
+                        "risk_level": "high",
+                        "warned_at": datetime.now(timezone.utc).isoformat(),
+                        "source": "96110",
+                    }
+                )
+            ],
+            actor=None,
+        ).task_ids
+
+    log_in(page, "chen")
+    page.click("nav >> text=精准劝阻")
+    row = page.locator(f'#tasks-body tr[data-task-id="{task_id}"]')
+    expect(row).to_contain_text("高风险")
+    expect(row).to_contain_text("刷单返利")
+    expect(row).to_contain_text("138****1234")  # masked in the list
+    expect(row).to_contain_text("陈警官")
+    row.click()
+    expect(page.locator("#task-phone")).to_have_text("13800001234")  # the number to call
+    expect(page.locator("#task-address")).to_have_text("骆驼街道万景社区3幢201")
+
+    page.select_option("#attempt-channel", "phone")
+    page.fill("#attempt-note", "两次无人接听")
+    page.click("#attempt-form button")
+    expect(page.locator("#task-attempts li")).to_have_count(1)
+    expect(page.locator("#task-attempts")).to_contain_text("未联系上")
+
+    page.select_option("#outcome-choice", "unreachable")
+    page.click("#outcome-form button")
+    expect(page.locator("#task-error")).to_contain_text("上门")  # 不见本人不放过
+    expect(page.locator("#task-outcome")).to_have_text("待劝阻")
+
+    page.select_option("#attempt-channel", "visit")
+    page.check("#attempt-reached")
+    page.fill("#attempt-note", "已上门，讲解刷单诈骗，对方已删除好友")
+    page.click("#attempt-form button")
+    expect(page.locator("#task-attempts li")).to_have_count(2)
+    page.select_option("#outcome-choice", "dissuaded")
+    page.fill("#outcome-amount", "38000")
+    page.click("#outcome-form button")
+    expect(page.locator("#task-outcome")).to_contain_text("劝阻成功")
+    expect(page.locator("#task-outcome")).to_contain_text("38,000.00")
+    expect(page.locator("#attempt-form")).to_be_hidden()
+    expect(row).to_contain_text("劝阻成功")
+    shot(page, "09-dissuasion-task")
+
+    page.click("nav >> text=数据统计")
+    tile = page.locator('.tile[data-metric="dissuaded"]')
+    expect(tile.locator(".value")).to_have_text("1 件")
+    expect(tile.locator(".sub")).to_contain_text("38,000.00")
+    expect(page.locator('.tile[data-metric="dissuasion"] .sub')).to_contain_text("见到本人 1")
+    assert page.js_errors == []
+
+
+def test_another_communitys_officer_does_not_see_the_task(gateway: Gateway, page: Page) -> None:
+    gateway.officer("zhao", "赵警官", community="清水湖社区")
+    with gateway.session() as session:
+        dissuasion.ingest_leads(
+            session=session,
+            leads=[
+                LeadIn.parse_obj(
+                    {
+                        "external_id": "96110-0002",
+                        "phone": "13800005678",
+                        "address": "骆驼街道万景社区5幢",
+                        "risk_type": "冒充公检法",
+                        "risk_level": "medium",
+                        "warned_at": datetime.now(timezone.utc).isoformat(),
+                        "source": "96110",
+                    }
+                )
+            ],
+            actor=None,
+        )
+    log_in(page, "zhao")
+    page.click("nav >> text=精准劝阻")
+    expect(page.locator("#tasks-empty")).to_be_visible()
+    expect(page.locator("#tasks-body tr")).to_have_count(0)
+    assert page.js_errors == []
