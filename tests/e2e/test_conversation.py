@@ -409,3 +409,81 @@ def test_a_tracker_left_paused_without_an_officer_is_resumed_when_the_resident_w
     assert [e["event"] for e in events].count("user") == 3  # one of them reverted …
     assert user_turns(events) == 2  # … so two turns, one per message
     assert cases(bot, sender) == []
+
+
+def test_a_lead_for_a_registered_resident_mentions_the_officer_warns_the_resident_and_counts(
+    bot,
+):
+    """精准劝阻 end to end (issue 11): the warning platform's signed lead for a resident who
+    registered their mobile → a DingTalk @-mention of the community officer, a WeChat
+    warning to the resident, and the officer's 劝阻成功 in the metrics."""
+    from casework import residents
+    from integrations.signed_webhooks import signed_headers
+
+    secret = os.environ.get("DISSUASION_SECRET") or "jmt-development-dissuasion"  # dev default
+
+    gateway = bot["gateway"]
+    openid = f"o-e2e-{uuid.uuid4().hex[:8]}"
+    wechat_post(bot, text_xml(openid, "你好"))  # a resident, active in the last 48 hours
+    mobile = f"139{uuid.uuid4().int % 10**8:08d}"
+    with db.session_scope(bot["database"]) as session:  # the resident-facing step: later
+        residents.set_profile(session=session, openid=openid, mobile=mobile, consent=True)
+
+    body = json.dumps(
+        {
+            "leads": [
+                {
+                    "external_id": f"e2e-{openid}",
+                    "phone": mobile,
+                    "address": "骆驼街道万景社区12幢",
+                    "risk_type": "刷单返利",
+                    "risk_level": "high",
+                    "warned_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+                    "source": "96110",
+                }
+            ]
+        },
+        ensure_ascii=False,
+    ).encode()
+    path = "/api/dissuasion/leads"
+    headers = signed_headers(secret=secret, method="POST", path=path, body=body)
+    status, accepted = post_json_raw(f"{gateway}{path}", body, headers)
+    assert status == 202
+    [task_id] = accepted["task_ids"]
+
+    # the community officer (万景社区's demo officer) is @-mentioned on DingTalk
+    officer = next(a for a in demo.demo_accounts() if a.get("community") == "万景社区")
+    notice = wait_until(
+        lambda: [
+            m
+            for m in get_json(f"{gateway}/simulator/api/dingtalk")
+            if "精准劝阻" in m["title"] and officer["mobile"] in m["at_mobiles"]
+        ]
+    )[0]
+    assert mobile not in notice["title"] + notice["text"]  # the number is masked there
+
+    # the resident gets a WeChat warning for that scam type at once
+    inbox = f"{gateway}/simulator/api/inbox?openid={openid}"
+    warning = wait_until(lambda: [m for m in get_json(inbox) if "刷单" in m["content"]])[0]
+    assert warning["content"].startswith("【反诈预警】")
+
+    # the officer reaches the person in person and records 劝阻成功; the metrics count it
+    login = urllib.request.Request(
+        f"{gateway}/api/auth/token",
+        f"username={officer['username']}&password={demo.DEMO_PASSWORD}".encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(login, timeout=30) as reply:
+        auth = {"Authorization": "Bearer " + json.loads(reply.read())["access_token"]}
+    tasks = f"{gateway}/api/dissuasion/tasks/{task_id}"
+    post_json(f"{tasks}/attempts", {"channel": "visit", "reached": True, "note": "已见本人"}, auth)
+    post_json(f"{tasks}/outcome", {"outcome": "dissuaded", "amount_protected": "5000"}, auth)
+    numbers = get_json(f"{gateway}/api/metrics?days=1", auth)["dissuasion"]
+    assert numbers["dissuaded"] >= 1 and numbers["amount_protected_yuan"] >= 5000
+    assert numbers["reached_in_person"] >= 1
+
+
+def post_json_raw(url: str, body: bytes, headers: dict) -> tuple[int, object]:
+    request = urllib.request.Request(url, body, {**headers, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return reply.status, json.loads(reply.read())
