@@ -340,7 +340,7 @@ def test_the_vocabulary_serves_the_dissuasion_codes_and_deadlines():
 def test_a_defrauded_person_who_is_not_a_wechat_resident_is_worked_by_phone(people):
     """The lead matched no resident: the case can be claimed and closed, but a WeChat
     reply is refused with the reason, and closing queues no rating question."""
-    from casework import handling
+    from casework import console, handling
     from casework.models import OutboxItem, Resident
 
     with db.session_scope() as session:
@@ -354,6 +354,8 @@ def test_a_defrauded_person_who_is_not_a_wechat_resident_is_worked_by_phone(peop
         with pytest.raises(Conflict, match="不是微信用户"):
             handling.reply(session=session, user=desk, case_id=case_id, text="您好")
         handling.claim(session=session, user=desk, case_id=case_id)
+        detail = console.case_detail(session=session, user=desk, case_id=case_id)
+        assert detail.transcript == [] and detail.details["victim_phone"] == "13700009999"
         handling.close(session=session, user=desk, case_id=case_id, resolution="已电话联系止付")
         assert session.get(Case, case_id).status == "closed"
         assert session.execute(select(OutboxItem)).scalars().all() == []
