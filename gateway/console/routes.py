@@ -266,7 +266,7 @@ DISSUASION = """<div class="page-head">
 <p id="tasks-error" class="error" role="alert" hidden></p>
 <table class="grid" id="tasks">
   <thead><tr>
-    <th>编号</th><th>风险</th><th>诈骗类型</th><th>手机号</th><th>街道/社区</th>
+    <th>编号</th><th>风险</th><th>风险类型</th><th>手机号</th><th>街道/社区</th>
     <th>承办</th><th>剩余时间</th><th>预警时间/来源</th>
   </tr></thead>
   <tbody id="tasks-body"></tbody>
@@ -276,9 +276,9 @@ DISSUASION = """<div class="page-head">
   <h2 id="task-title"></h2>
   <p id="task-error" class="error" role="alert" hidden></p>
   <dl class="facts">
-    <dt>电话</dt><dd><a id="task-phone" href="#"></a></dd>
+    <dt id="task-phone-label"></dt><dd><a id="task-phone" href="#"></a></dd>
     <dt>姓名</dt><dd id="task-name"></dd>
-    <dt>地址</dt><dd id="task-address"></dd>
+    <dt id="task-address-label"></dt><dd id="task-address"></dd>
     <dt>办结期限</dt><dd id="task-deadline"></dd>
     <dt>结果</dt><dd id="task-outcome"></dd>
   </dl>
@@ -286,9 +286,7 @@ DISSUASION = """<div class="page-head">
   <ul id="task-attempts" class="plain"></ul>
   <p id="attempts-empty" class="muted" hidden>尚无联系记录。</p>
   <form id="attempt-form">
-    <label>方式 <select id="attempt-channel">
-      <option value="phone">电话</option><option value="wechat">微信</option>
-      <option value="visit">上门</option></select></label>
+    <label>方式 <select id="attempt-channel"></select></label>
     <label><input id="attempt-reached" type="checkbox"> 已联系上本人</label>
     <label>情况 <input id="attempt-note" size="30" maxlength="500"
       placeholder="如：已讲解刷单诈骗手法"></label>
@@ -327,7 +325,8 @@ METRICS = """<div class="page-head">
 </div>
 <div class="page-head"><h2>每周热点</h2><span id="hot-range" class="muted"></span></div>
 <div class="charts">
-  <section class="card"><h2>诈骗类型</h2><div id="chart-hot-fraud" class="chart"></div></section>
+  <section class="card"><h2 id="hot-fraud-title"></h2><div id="chart-hot-fraud" class="chart">
+    </div></section>
   <section class="card"><h2>常见问题</h2><div id="chart-hot-topics" class="chart"></div></section>
   <section class="card"><h2>关键词</h2><div id="hot-keywords"></div></section>
 </div>

@@ -36,7 +36,7 @@ from casework.dissuasion_schemas import (
     UploadResult,
 )
 from gateway.deps import OfficerUser, SessionDep, client_ip, domain_errors
-from gateway.routes.webhooks import MAX_ID, signed_webhook
+from gateway.routes.webhooks import MAX_ID, parse_signed_json, signed_webhook
 
 router = APIRouter(prefix="/api/dissuasion", tags=["dissuasion"])
 stop_payment_router = APIRouter(prefix="/api/cases", tags=["stop payments"])
@@ -59,10 +59,15 @@ def _validation_message(error: ValidationError) -> str:
 def receive_leads(body: LeadsBody, session: SessionDep, request: Request) -> LeadsAccepted:
     """The warning platform's leads; the same external_id again names the same task."""
     try:
-        leads = LeadsIn.parse_raw(body, content_type="application/json")
+        leads = parse_signed_json(LeadsIn, body)
     except ValidationError as error:
         raise HTTPException(
             http.HTTP_422_UNPROCESSABLE_ENTITY, _validation_message(error)
+        ) from error
+    except ValueError as error:  # not JSON, or not an object
+        raise HTTPException(
+            http.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"body must be a JSON object {{leads: [...]}} — {error}",
         ) from error
     with domain_errors():
         accepted = dissuasion.ingest_leads(session=session, leads=leads.leads, actor=None)

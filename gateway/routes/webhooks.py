@@ -11,9 +11,10 @@ says is validated after that: a signed but malformed body is a 422, never a 500.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field, ValidationError
@@ -59,6 +60,20 @@ def signed_webhook(setting: str, scope: str) -> Callable[..., Awaitable[bytes]]:
     return verified_body
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parse_signed_json(model: type[Model], body: bytes) -> Model:
+    """A signed body as `model`, or ValidationError / ValueError for anything that is not a
+    JSON object of that shape. pydantic 1.10's `parse_raw` turns a JSON list of pairs such
+    as `[[null, null]]` into keyword arguments and raises TypeError (a 500): an object is
+    checked for first."""
+    data = json.loads(body)  # ValueError (JSONDecodeError, UnicodeDecodeError) when not JSON
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    return model.parse_obj(data)
+
+
 GovernanceBody = Annotated[
     bytes, Depends(signed_webhook("governance_callback_secret", "governance"))
 ]
@@ -91,8 +106,8 @@ def platform_callback(
 ) -> StatusCallbackAnswer:
     """Called by the governance platform when a ticket's status changes (no bearer token)."""
     try:
-        callback = StatusCallback.parse_raw(body, content_type="application/json")
-    except ValidationError as error:
+        callback = parse_signed_json(StatusCallback, body)
+    except (ValidationError, ValueError) as error:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY, "body must be {status, note}"
         ) from error

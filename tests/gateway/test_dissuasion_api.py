@@ -87,8 +87,9 @@ def test_signed_leads_become_tasks_and_the_same_external_id_is_the_same_task(cli
 def test_bad_signature_replay_and_stale_timestamp_are_refused(client):
     body = json.dumps({"leads": [lead("S1")]}).encode()
     assert send(client, body, secret="not-the-secret").status_code == 401
-    assert send(client, body, now=time.time() - 301).status_code == 401
-    assert send(client, body, now=time.time() + 301).status_code == 401
+    # 300 s is the window; a minute's margin so a slow CI machine cannot bring one inside
+    assert send(client, body, now=time.time() - 360).status_code == 401
+    assert send(client, body, now=time.time() + 360).status_code == 401
     assert (
         client.post(PATH, content=body, headers={"Content-Type": "application/json"}).status_code
         == 401
@@ -110,6 +111,8 @@ def test_bad_signature_replay_and_stale_timestamp_are_refused(client):
         (b"not json", "leads"),
         (b"\xff\xfe\x00", "leads"),
         (b"[]", "leads"),
+        (b"[[null, null]]", "leads"),  # found by the property test below on CI
+        (b'[["leads", []]]', "leads"),
         (b'{"leads": "x"}', "leads"),
         (b'{"leads": []}', "leads"),
         (json.dumps({"leads": [lead("M", phone="12345")]}).encode(), "leads.0.phone"),

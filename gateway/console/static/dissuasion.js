@@ -12,7 +12,6 @@
 
   const riskLabel = (code) => JMT.label("risk_levels", code);
   const outcomeLabel = (code) => JMT.label("dissuasion_outcomes", code);
-  const CHANNELS = { phone: "电话", wechat: "微信", visit: "上门" }; // CONTRACT's channels
 
   function countdown(task) {
     if (task.status === "closed") return [outcomeLabel(task.outcome) || "已办结", "ok"];
@@ -71,7 +70,7 @@
   function attemptLine(a) {
     return h("li", { dataset: { attemptId: a.id } },
       h("span", { className: "nowrap" }, JMT.fmtTime(a.at)), " ",
-      h("strong", {}, CHANNELS[a.channel] || a.channel), " ",
+      h("strong", {}, JMT.label("contact_channels", a.channel)), " ",
       h("span", { className: a.reached ? "ok" : "fail" }, a.reached ? "已联系上" : "未联系上"),
       a.note ? " — " + a.note : "",
       a.officer ? h("span", { className: "muted" }, "（" + JMT.officerName(a.officer) + "）") : null);
@@ -159,6 +158,9 @@
   JMT.vocabulary()
     .then((vocab) => {
       JMT.fillOptions($("task-status"), vocab.dissuasion_statuses);
+      JMT.fillOptions($("attempt-channel"), vocab.contact_channels);
+      $("task-phone-label").textContent = JMT.label("entities", "phone");
+      $("task-address-label").textContent = JMT.label("entities", "address");
       JMT.fillOptions($("outcome-choice"), vocab.dissuasion_outcomes);
     })
     .catch((e) => e.status !== 401 && showError($("tasks-error"), "词表加载失败：" + e.message));

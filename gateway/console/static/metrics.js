@@ -200,9 +200,13 @@
 
   // ------------------------------------------------------------------ 每周热点
 
-  const KINDS = { category: "类别", faq_topic: "常见问题", fraud_type: "诈骗类型" };
+  function kindLabel(kind) {
+    if (kind === "fraud_type") return JMT.label("entities", "fraud_type");
+    return { category: "类别", faq_topic: "常见问题" }[kind] || kind;
+  }
 
   function renderHot(w) {
+    $("hot-fraud-title").textContent = JMT.label("entities", "fraud_type");
     $("hot-range").textContent = `${w.week}（${String(w.since).slice(0, 10)} 起一周，北京时间）· 居民来信 ${w.messages} 条`;
     const d = w.district || {};
     hbars($("chart-hot-fraud"), Object.entries(d.fraud_types || {}).slice(0, 8).map(([k, v]) => ({ label: k, value: v })));
@@ -212,9 +216,10 @@
     const words = clear($("hot-keywords"));
     for (const k of d.keywords || []) words.append(h("span", { className: "tag", title: String(k.weight) }, k.word), " ");
     if (!(d.keywords || []).length) words.append(h("span", { className: "muted" }, "—"));
-    table($("table-risers"), ["地点", "类型", "内容", "本周", "上周"],
-      (w.risers || []).map((r) => [r.place, KINDS[r.kind] || r.kind, r.label, r.this_week, r.last_week]));
-    table($("table-hot-streets"), ["街道", "来信", "诈骗类型", "关键词"],
+    table($("table-risers"), [JMT.label("details", "location"), "类型", "内容", "本周", "上周"],
+      (w.risers || []).map((r) => [r.place, kindLabel(r.kind), r.label, r.this_week, r.last_week]));
+    table($("table-hot-streets"),
+      [JMT.label("details", "street"), "来信", JMT.label("entities", "fraud_type"), "关键词"],
       (w.streets || []).map((g) => [
         g.place, g.messages,
         Object.entries(g.fraud_types || {}).map(([k, v]) => `${k} ${v}`).join("、") || "—",
@@ -224,7 +229,8 @@
 
   async function loadHot() {
     try {
-      renderHot(await api("/api/metrics/hot-topics"));
+      const [week] = await Promise.all([api("/api/metrics/hot-topics"), JMT.vocabulary()]);
+      renderHot(week);
     } catch (e) {
       if (e.status !== 401) showError($("metrics-error"), "热点加载失败：" + e.message);
     }
