@@ -28,9 +28,9 @@ from casework.models import SeenNonce
 from casework.upsert import insert_for
 
 MAX_NONCE_KEY = 255
-# Expired entries are deleted every this many sightings (per gateway process); until
-# then they are only rows a new sighting may overwrite. Two workers pruning at once
-# delete the same rows: harmless.
+# Expired entries (of every scope) are deleted every this many sightings, per process;
+# until then they are only rows a new sighting may overwrite. Two workers pruning at
+# once delete the same rows: harmless.
 PRUNE_EVERY = 100
 _sightings = itertools.count()
 
@@ -57,7 +57,7 @@ def remember(
     now = utcnow()
     digest = body_hash(body)
     if next(_sightings) % PRUNE_EVERY == 0:
-        prune_expired(session=session, scope=scope, now=now)
+        prune_expired(session=session, now=now)
     table = SeenNonce.__table__
     sighting = insert_for(session, table).values(
         scope=scope, nonce_key=nonce_key, body_hash=digest, expires_at=now + window
@@ -79,11 +79,12 @@ def remember(
     return Sighting.RETRY if stored == digest else Sighting.REPLAY
 
 
-def prune_expired(*, session: Session, scope: str, now: datetime | None = None) -> int:
-    """Forget the entries of `scope` whose window has passed; returns how many."""
-    result = session.execute(
-        delete(SeenNonce)
-        .where(SeenNonce.scope == scope, SeenNonce.expires_at < (now or utcnow()))
-        .execution_options(synchronize_session=False)
-    )
+def prune_expired(
+    *, session: Session, scope: str | None = None, now: datetime | None = None
+) -> int:
+    """Forget the entries (of `scope`, or of all) whose window has passed; how many."""
+    expired = delete(SeenNonce).where(SeenNonce.expires_at < (now or utcnow()))
+    if scope is not None:
+        expired = expired.where(SeenNonce.scope == scope)
+    result = session.execute(expired.execution_options(synchronize_session=False))
     return int(result.rowcount)

@@ -157,7 +157,8 @@ def test_a_retry_repeats_the_passive_reply(database_url):
     assert store_now("o-b", 10, "n-10-retry").reply == "您好"
 
 
-def test_a_nonce_whose_window_passed_is_new_again_and_pruned(database_url):
+def test_a_nonce_whose_window_passed_is_new_again_and_pruned(database_url, monkeypatch):
+    monkeypatch.setattr(replay, "_sightings", itertools.count(1))  # no prune on the way
     with db.session_scope() as session:
         session.add(
             SeenNonce(
@@ -169,7 +170,7 @@ def test_a_nonce_whose_window_passed_is_new_again_and_pruned(database_url):
         )
         session.add(
             SeenNonce(
-                scope="wechat",
+                scope="governance",
                 nonce_key="n-gone",
                 body_hash=replay.body_hash(b"gone"),
                 expires_at=utcnow() - timedelta(seconds=1),
@@ -181,8 +182,28 @@ def test_a_nonce_whose_window_passed_is_new_again_and_pruned(database_url):
         entry = session.get(SeenNonce, ("wechat", "n-old"))
         assert entry.body_hash == replay.body_hash(b"new")
         assert aware(entry.expires_at) > utcnow()
-        assert replay.prune_expired(session=session, scope="wechat") == 1  # only n-gone
+        assert replay.prune_expired(session=session, scope="wechat") == 0
+        assert replay.prune_expired(session=session) == 1  # n-gone, of another scope
     assert count(SeenNonce) == 1
+
+
+def test_every_hundredth_sighting_prunes_expired_nonces(database_url, monkeypatch):
+    with db.session_scope() as session:
+        session.add(
+            SeenNonce(
+                scope="dissuasion",
+                nonce_key="n-stale",
+                body_hash=replay.body_hash(b"stale"),
+                expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+    monkeypatch.setattr(replay, "_sightings", itertools.count(1))
+    for n in range(replay.PRUNE_EVERY - 1):
+        store_now("o-p", 100 + n, f"n-p{n}")
+    assert count(SeenNonce, nonce_key="n-stale") == 1
+    store_now("o-p", 99, "n-p-last")  # the hundredth
+    assert count(SeenNonce, nonce_key="n-stale") == 0
+    assert count(SeenNonce) == replay.PRUNE_EVERY
 
 
 def test_last_seen_is_written_once_a_minute_not_per_message(database_url):
