@@ -67,10 +67,12 @@ p50 ratios per run, PostgreSQL before 1.28–1.52, after 1.16–1.46; SQLite bef
 1.18–1.40, after 1.16–1.42: the run-to-run spread at this load is larger than the
 change, and the PostgreSQL target (p50 ≤ 1.15×) is not met here. Lost 0 and duplicated
 0 in every run. Where the store's time goes now (py-spy, wall-clock samples of the
-gateway on PostgreSQL at load 10–13, 60 s): roughly 17 ms a store, of which the pool's
-pre-ping `SELECT 1` on checkout 24 % (`pool_pre_ping=True` in `casework/db.py`: one
-extra round trip per session), BEGIN and the three statements 47 % (~2 ms a round trip at
-that load, ~0.07 ms idle), the durable commit 16 % (kept: design rule 1). Idle, a
+gateway on PostgreSQL at load 10–13, 60 s): roughly 17 ms a store, of which the first
+round trip of the session (the pool's pre-ping `SELECT 1`) 24 %, BEGIN and the three
+statements 47 % (~2 ms a round trip at that load, ~0.07 ms idle), the durable commit
+16 % (kept: design rule 1). Turning the pre-ping off gained nothing (A/B, alternating
+stores, load 5: p50 5.9 vs 6.2 ms, 6.6 vs 7.0 ms): the first round trip pays for waking
+the pooled connection's idle server process, whichever statement it carries. Idle, a
 store is ~3 ms either way on PostgreSQL (its fsync is fast here), so on this machine the
 remaining overhead is round trips and process wake-ups under contention, and the
 gateway's own ~14 ms CPU a request (HTTP, XML, signature, the records after the reply).
