@@ -80,7 +80,8 @@ def store_inbound_message(
     resident was last seen), one `INSERT … ON CONFLICT (dedupe_key) DO NOTHING` — two
     concurrent retries cannot both store it: on PostgreSQL the second waits for the
     first to commit, then finds its row — and, at most once a `LAST_SEEN_STEP`, the
-    resident's `last_seen_at`."""
+    resident's `last_seen_at`. `claimed_by` / `claim_expires_at`: the bot turn's claim,
+    for a message the bot will be asked about."""
     now = utcnow()
     found = session.execute(
         select(Conversation, Resident.last_seen_at)
