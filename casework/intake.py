@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from casework import cases, claims, conversations, outbox, replay
+from casework import cases, claims, conversations, outbox, replay, residents
 from casework.clock import utcnow
 from casework.models import Conversation, Message
 
@@ -111,6 +111,9 @@ def store_inbound(
             lat=location["lat"],
             lng=location["lng"],
             conversation=conversation,
+        )
+        residents.adopt_community(
+            session=session, resident_id=conversation.resident_id, text=location["label"]
         )
     if stored.new and msg_type == "image":
         case = conversations.open_case_of(session=session, openid=openid)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from casework.cases import CaseError
 from casework.clock import aware, utcnow
 from casework.conversations import conversation_for
-from casework.gazetteer import STREETS
+from casework.gazetteer import STREETS, match_place
 from casework.models import Resident
 
 # Mainland numbers, strictly: a mobile is 11 digits 1[3-9]xxxxxxxxx; a landline is the
@@ -125,3 +125,18 @@ def resident_by_mobile(*, session: Session, mobile: str) -> Resident | None:
         .scalars()
         .first()
     )
+
+
+def adopt_community(*, session: Session, resident_id: int, text: str | None) -> str | None:
+    """A community the resident named without being asked (a shared location's label, an
+    intake's address) becomes theirs — only while they have none: what a resident chose
+    through 我的社区 is never overwritten by where they happened to be. Returns the
+    community adopted, if any."""
+    place = match_place(text or "")
+    if place is None or place.community is None:
+        return None
+    resident = session.get(Resident, resident_id)
+    if resident is None or resident.community is not None:
+        return None
+    resident.community = place.community
+    return place.community

@@ -335,3 +335,33 @@ def test_one_signature_twice_at_once_is_a_retry_or_a_replay(database_url):
     )
     assert first.new and isinstance(second, intake.Replayed)
     assert count(Message, dedupe_key="msg:93") == 0
+
+
+def test_a_shared_location_in_a_community_becomes_the_residents_community_once(database_url):
+    """Issue 11: where a resident lives, from a location they shared — never overwriting
+    a community they already have."""
+
+    def share(key: str, label: str) -> None:
+        with db.session_scope() as session:
+            intake.store_inbound(
+                session=session,
+                signed=None,
+                openid="o-loc",
+                dedupe_key=key,
+                msg_type="location",
+                content=label,
+                media={"location": {"label": label, "lat": 29.95, "lng": 121.71}},
+            )
+
+    def community() -> str | None:
+        with db.session_scope() as session:
+            return session.execute(
+                select(Resident.community).where(Resident.openid == "o-loc")
+            ).scalar_one()
+
+    share("msg:50", "浙江省宁波市镇海区中山西路")  # no community named: nothing
+    assert community() is None
+    share("msg:51", "浙江省宁波市镇海区骆驼街道万景社区东门")
+    assert community() == "万景社区"
+    share("msg:52", "镇海区招宝山街道总浦桥社区")  # passing through elsewhere
+    assert community() == "万景社区"
