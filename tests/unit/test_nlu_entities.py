@@ -122,3 +122,134 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_refused(model, tmp_path, ca
     with pytest.raises(AgentNotReady):  # Rasa refuses to serve a model that fails to load
         parse_all(broken, lean=True)
     assert "no matching checkpointed value" in caplog.text  # … because the restore check failed
+
+
+def make_classifier(tmp_path: Path, **config) -> EntityDIETClassifier:
+    from rasa.engine.graph import ExecutionContext, GraphSchema
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+
+    return EntityDIETClassifier.create(
+        {**EntityDIETClassifier.get_default_config(), "random_seed": 42, **config},
+        LocalModelStorage(tmp_path),
+        Resource("diet"),
+        ExecutionContext(GraphSchema({}), "sample-check"),
+    )
+
+
+def sample_data():
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    examples = []
+    for i in range(12):
+        entities = [{"entity": "amount", "start": 0, "end": 1, "value": "五"}] if i % 4 == 0 else []
+        examples.append(
+            Message(data={"text": f"五{i}", "intent": "report_fraud", "entities": entities})
+        )
+    return TrainingData(examples, regex_features=[{"name": "phone", "pattern": r"1\d{10}"}])
+
+
+def texts(data) -> list[str]:
+    return [m.get("text") for m in data.training_examples]
+
+
+def test_the_training_sample_keeps_every_annotated_example_and_caps_the_others(tmp_path):
+    data = sample_data()  # 3 annotated (五0, 五4, 五8) and 9 without entities
+    sample = make_classifier(tmp_path, unannotated_examples=4).training_sample(data)
+    kept = texts(sample)
+    assert {"五0", "五4", "五8"} <= set(kept)
+    assert len(kept) == 3 + 4
+    assert kept == [t for t in texts(data) if t in kept], "the original order is kept"
+    assert sample.regex_features == data.regex_features  # the regex featurizer's patterns
+    # the same seed draws the same sample; another seed, another one
+    assert texts(make_classifier(tmp_path, unannotated_examples=4).training_sample(data)) == kept
+    others = [
+        texts(
+            make_classifier(tmp_path, unannotated_examples=4, random_seed=s).training_sample(data)
+        )
+        for s in range(1, 6)
+    ]
+    assert any(other != kept for other in others)
+
+
+def test_without_a_cap_or_under_it_diet_trains_on_everything(tmp_path):
+    data = sample_data()
+    assert make_classifier(tmp_path).training_sample(data) is data  # default: None
+    assert make_classifier(tmp_path, unannotated_examples=9).training_sample(data) is data
+
+
+def featurized_sample(tmp_path: Path):
+    from rasa.engine.graph import ExecutionContext, GraphSchema
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import (
+        CountVectorsFeaturizer,
+    )
+    from rasa.nlu.tokenizers.jieba_tokenizer import JiebaTokenizer
+
+    storage, context = LocalModelStorage(tmp_path), ExecutionContext(GraphSchema({}), "x")
+    tokenizer = JiebaTokenizer.create(
+        JiebaTokenizer.get_default_config(), storage, Resource("t"), context
+    )
+    featurizer = CountVectorsFeaturizer.create(
+        {**CountVectorsFeaturizer.get_default_config(), "analyzer": "char"},
+        storage,
+        Resource("f"),
+        context,
+    )
+    data = tokenizer.process_training_data(sample_data())
+    featurizer.train(data)
+    return featurizer.process_training_data(data)
+
+
+def test_the_model_data_holds_only_the_sample(tmp_path):
+    """What DIET trains on: preprocess_train_data goes through the sample."""
+    data = featurized_sample(tmp_path)
+    diet = make_classifier(tmp_path, unannotated_examples=2, intent_classification=False)
+    assert diet.preprocess_train_data(data).number_of_examples() == 3 + 2
+    everything = make_classifier(tmp_path, intent_classification=False)
+    assert everything.preprocess_train_data(data).number_of_examples() == 12
+
+
+def test_length_batches_put_the_long_examples_together():
+    import numpy as np
+    from rasa.utils.tensorflow.constants import SEQUENCE_LENGTH
+    from rasa.utils.tensorflow.model_data import FeatureArray
+
+    from jmt.nlu.entities import LengthBatchedModelData
+
+    lengths = np.array([2, 3, 50, 2, 4, 60, 3, 2, 55, 2, 3, 4, 52, 2, 3, 2])
+    data = LengthBatchedModelData(
+        data={
+            "text": {
+                SEQUENCE_LENGTH: [FeatureArray(lengths, number_of_dimensions=1)],
+                "id": [FeatureArray(np.arange(16), number_of_dimensions=1)],
+            }
+        }
+    )
+    np.random.seed(3)
+    for _ in range(5):
+        batched = data.balanced_data(data.data, batch_size=4, shuffle=True)
+        ids = np.asarray(batched["text"]["id"][0])
+        assert sorted(ids) == list(range(16)), "every example once per epoch"
+        assert list(np.asarray(batched["text"][SEQUENCE_LENGTH][0])) == list(lengths[ids])
+        batches = [set(ids[i : i + 4]) for i in range(0, 16, 4)]
+        assert {2, 5, 8, 12} in batches, "the four long examples share one batch"
+        # so one batch is padded to 60 tokens and the other three to at most 4
+        assert sorted(max(lengths[list(b)]) for b in batches)[-2] <= 4
+
+
+def test_length_batches_are_what_diet_trains_on(tmp_path):
+    from jmt.nlu.entities import LengthBatchedModelData
+
+    data = featurized_sample(tmp_path)
+    diet = make_classifier(tmp_path, intent_classification=False, length_batches=True)
+    model_data = diet.preprocess_train_data(data)
+    assert isinstance(model_data, LengthBatchedModelData)
+    assert model_data.number_of_examples() == 12
+    assert model_data.get_sparse_feature_sizes()  # kept: DIET sizes its input layer with it
+    with pytest.raises(ValueError, match="batch_strategy"):
+        make_classifier(
+            tmp_path, intent_classification=False, length_batches=True, batch_strategy="sequence"
+        ).preprocess_train_data(data)
