@@ -16,8 +16,8 @@ prints, on the held-out 20 %:
   entities. Compare the count between variants (some of those entities are real).
 
     .venv/bin/python bench/diet_entities.py                        # bot/config.yml as is
-    .venv/bin/python bench/diet_entities.py "" "epochs=30" "unannotated_examples=400"
-    .venv/bin/python bench/diet_entities.py --diet-seed 7 "" "unannotated_examples=400"
+    .venv/bin/python bench/diet_entities.py "length_batches=false,transformer_size=128" "epochs=30"
+    .venv/bin/python bench/diet_entities.py --diet-seed 7 "" "transformer_size=128"
 
 A VARIANT is "" (the configuration unchanged) or comma-separated key=value overrides of
 the DIET block, values parsed as YAML. Variants run one after the other in this process.

@@ -11,32 +11,34 @@ that every variable it created came from the checkpoint — the same process ser
 988 MB, with identical entities and confidences on 150 held-out messages (measured, and
 `tests/unit/test_nlu_entities.py` checks it on a small model).
 
-Training is DIET's own, on a sample: every example with an entity annotation, plus at
-most `unannotated_examples` of the others, drawn at random (`random_seed`). Intents come
-from SentenceIntentClassifier, so the unannotated examples only teach DIET where there is
-no entity, and a few hundred of them teach that as well as two thousand (measured with
-bench/diet_entities.py; the numbers are in bot/config.yml). `None` trains on everything,
-as Rasa's DIETClassifier does. Fine-tuning (`rasa train --finetune`) loads the standard
+Training is DIET's own, except that with `length_batches: true` each batch holds
+examples of similar length (`LengthBatchedModelData`), so a batch of short messages is
+no longer padded to the longest complaint (measured with bench/diet_entities.py; the
+numbers are in bot/config.yml). Fine-tuning (`rasa train --finetune`) loads the standard
 way, since it does need the optimizer.
 """
 
 from __future__ import annotations
 
 import copy
-import random
 from typing import Any
 
 import numpy as np
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.classifiers.diet_classifier import DIETClassifier
 from rasa.nlu.extractors.extractor import EntityTagSpec
-from rasa.shared.nlu.constants import ENTITIES, TEXT
+from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.training_data import TrainingData
-from rasa.utils.tensorflow.constants import BALANCED, BATCH_STRATEGY, RANDOM_SEED, SEQUENCE_LENGTH
+from rasa.utils.tensorflow.constants import (
+    BALANCED,
+    BATCH_STRATEGY,
+    EVAL_NUM_EXAMPLES,
+    INTENT_CLASSIFICATION,
+    SEQUENCE_LENGTH,
+)
 from rasa.utils.tensorflow.model_data import Data, RasaModelData
 from rasa.utils.tensorflow.models import RasaModel
 
-UNANNOTATED_EXAMPLES = "unannotated_examples"
 LENGTH_BATCHES = "length_batches"
 
 
@@ -80,18 +82,23 @@ class EntityDIETClassifier(DIETClassifier):
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {
-            **DIETClassifier.get_default_config(),
-            UNANNOTATED_EXAMPLES: None,
-            LENGTH_BATCHES: False,
-        }
+        return {**DIETClassifier.get_default_config(), LENGTH_BATCHES: False}
 
     def preprocess_train_data(self, training_data: TrainingData) -> RasaModelData:
-        model_data = super().preprocess_train_data(self.training_sample(training_data))
+        model_data = super().preprocess_train_data(training_data)
         if not self.component_config.get(LENGTH_BATCHES) or model_data.is_empty():
             return model_data
-        if self.component_config[BATCH_STRATEGY] != BALANCED:
-            raise ValueError(f"{LENGTH_BATCHES} needs {BATCH_STRATEGY}: {BALANCED}")
+        # Where length batching would silently not apply, or would replace Rasa's
+        # balancing of intent labels, refuse instead.
+        if (
+            self.component_config[BATCH_STRATEGY] != BALANCED
+            or self.component_config[INTENT_CLASSIFICATION]
+            or self.component_config[EVAL_NUM_EXAMPLES]  # its split drops the subclass
+        ):
+            raise ValueError(
+                f"{LENGTH_BATCHES} needs {BATCH_STRATEGY}: {BALANCED}, "
+                f"{INTENT_CLASSIFICATION}: false and {EVAL_NUM_EXAMPLES}: 0"
+            )
         batched = LengthBatchedModelData(
             label_key=model_data.label_key,
             label_sub_key=model_data.label_sub_key,
@@ -99,26 +106,6 @@ class EntityDIETClassifier(DIETClassifier):
         )
         batched.add_sparse_feature_sizes(model_data.get_sparse_feature_sizes())
         return batched
-
-    def training_sample(self, training_data: TrainingData) -> TrainingData:
-        """Every annotated example and at most `unannotated_examples` others, in their
-        original order: the same sample for the same data and `random_seed` (which
-        bot/config.yml sets; without it, as DIET's training, it varies)."""
-        cap = self.component_config.get(UNANNOTATED_EXAMPLES)
-        examples = training_data.training_examples
-        unannotated = [i for i, m in enumerate(examples) if not m.get(ENTITIES)]
-        if cap is None or len(unannotated) <= cap:
-            return training_data
-        dropped = set(unannotated) - set(
-            random.Random(self.component_config[RANDOM_SEED]).sample(unannotated, cap)
-        )
-        return TrainingData(
-            [m for i, m in enumerate(examples) if i not in dropped],
-            entity_synonyms=training_data.entity_synonyms,
-            regex_features=training_data.regex_features,
-            lookup_tables=training_data.lookup_tables,
-            responses=training_data.responses,
-        )
 
     @classmethod
     def _load_model_class(

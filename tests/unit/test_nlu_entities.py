@@ -22,7 +22,8 @@ pipeline:
     max_ngram: 2
   - name: jmt.nlu.entities.EntityDIETClassifier
     intent_classification: false
-    epochs: 3
+    epochs: 60  # enough for the tiny model to find entities (3 found them by chance)
+    length_batches: true  # as bot/config.yml: through Rasa's graph, training and loading
     number_of_transformer_layers: 1
     transformer_size: 32
     random_seed: 42
@@ -144,39 +145,12 @@ def sample_data():
     examples = []
     for i in range(12):
         entities = [{"entity": "amount", "start": 0, "end": 1, "value": "五"}] if i % 4 == 0 else []
+        # twelve distinct texts (TrainingData drops duplicates) of three token lengths
+        text = "五六七八九十百千万亿两三"[i] + "，很长的投诉" * 3 * (i % 3)
         examples.append(
-            Message(data={"text": f"五{i}", "intent": "report_fraud", "entities": entities})
+            Message(data={"text": text, "intent": "report_fraud", "entities": entities})
         )
     return TrainingData(examples, regex_features=[{"name": "phone", "pattern": r"1\d{10}"}])
-
-
-def texts(data) -> list[str]:
-    return [m.get("text") for m in data.training_examples]
-
-
-def test_the_training_sample_keeps_every_annotated_example_and_caps_the_others(tmp_path):
-    data = sample_data()  # 3 annotated (五0, 五4, 五8) and 9 without entities
-    sample = make_classifier(tmp_path, unannotated_examples=4).training_sample(data)
-    kept = texts(sample)
-    assert {"五0", "五4", "五8"} <= set(kept)
-    assert len(kept) == 3 + 4
-    assert kept == [t for t in texts(data) if t in kept], "the original order is kept"
-    assert sample.regex_features == data.regex_features  # the regex featurizer's patterns
-    # the same seed draws the same sample; another seed, another one
-    assert texts(make_classifier(tmp_path, unannotated_examples=4).training_sample(data)) == kept
-    others = [
-        texts(
-            make_classifier(tmp_path, unannotated_examples=4, random_seed=s).training_sample(data)
-        )
-        for s in range(1, 6)
-    ]
-    assert any(other != kept for other in others)
-
-
-def test_without_a_cap_or_under_it_diet_trains_on_everything(tmp_path):
-    data = sample_data()
-    assert make_classifier(tmp_path).training_sample(data) is data  # default: None
-    assert make_classifier(tmp_path, unannotated_examples=9).training_sample(data) is data
 
 
 def featurized_sample(tmp_path: Path):
@@ -201,15 +175,6 @@ def featurized_sample(tmp_path: Path):
     data = tokenizer.process_training_data(sample_data())
     featurizer.train(data)
     return featurizer.process_training_data(data)
-
-
-def test_the_model_data_holds_only_the_sample(tmp_path):
-    """What DIET trains on: preprocess_train_data goes through the sample."""
-    data = featurized_sample(tmp_path)
-    diet = make_classifier(tmp_path, unannotated_examples=2, intent_classification=False)
-    assert diet.preprocess_train_data(data).number_of_examples() == 3 + 2
-    everything = make_classifier(tmp_path, intent_classification=False)
-    assert everything.preprocess_train_data(data).number_of_examples() == 12
 
 
 def test_length_batches_put_the_long_examples_together():
@@ -241,15 +206,29 @@ def test_length_batches_put_the_long_examples_together():
 
 
 def test_length_batches_are_what_diet_trains_on(tmp_path):
+    import numpy as np
+    from rasa.utils.tensorflow.constants import SEQUENCE_LENGTH
+
     from jmt.nlu.entities import LengthBatchedModelData
 
     data = featurized_sample(tmp_path)
+    plain = make_classifier(tmp_path, intent_classification=False).preprocess_train_data(data)
+    assert type(plain) is not LengthBatchedModelData  # off by default: Rasa's batches
     diet = make_classifier(tmp_path, intent_classification=False, length_batches=True)
     model_data = diet.preprocess_train_data(data)
     assert isinstance(model_data, LengthBatchedModelData)
     assert model_data.number_of_examples() == 12
-    assert model_data.get_sparse_feature_sizes()  # kept: DIET sizes its input layer with it
-    with pytest.raises(ValueError, match="batch_strategy"):
-        make_classifier(
-            tmp_path, intent_classification=False, length_batches=True, batch_strategy="sequence"
-        ).preprocess_train_data(data)
+    # kept: DIET sizes its input layer with them
+    assert model_data.get_sparse_feature_sizes() == plain.get_sparse_feature_sizes() != {}
+    batched = model_data.balanced_data(model_data.data, batch_size=4, shuffle=True)
+    lengths = np.asarray(batched["text"][SEQUENCE_LENGTH][0])
+    assert len(set(lengths)) == 3
+    assert all(len(set(lengths[i : i + 4])) == 1 for i in range(0, 12, 4)), lengths
+    for wrong in (
+        {"batch_strategy": "sequence"},  # Rasa would never call balanced_data
+        {"intent_classification": True},  # it would replace the balancing of intents
+        {"evaluate_on_number_of_examples": 2},  # Rasa's split returns plain model data
+    ):
+        options = {"intent_classification": False, "length_batches": True, **wrong}
+        with pytest.raises(ValueError, match="length_batches needs"):
+            make_classifier(tmp_path, **options).preprocess_train_data(data)
