@@ -73,7 +73,7 @@ def split(data, share: float = 0.2):  # -> (TrainingData, list[Message])
     return kept, test
 
 
-def components(config: dict[str, Any]):  # -> (list of components, DIET's config)
+def components(config: dict[str, Any]):  # -> (components, DIET's config, storage, context)
     """The tokenizer and the featurizers DIET reads, built from bot/config.yml."""
     from rasa.engine.graph import ExecutionContext, GraphSchema
     from rasa.engine.storage.local_model_storage import LocalModelStorage
@@ -121,7 +121,7 @@ def spans(message) -> set[tuple[str, int, int]]:
     return {(e["entity"], e["start"], e["end"]) for e in message.get("entities") or []}
 
 
-def report(name: str, gold: list, predicted: list) -> None:
+def report(gold: list, predicted: list) -> None:
     counts: dict[str, Counter] = {}
     for expected, found in zip(gold, predicted, strict=True):
         for entity, *_ in expected | found:
@@ -201,7 +201,7 @@ def main() -> None:
         for message in test_messages + long_messages:
             message.set("entities", [])
         diet.process(test_messages + long_messages)
-        report(variant, [spans(m) for m in test], [spans(m) for m in test_messages])
+        report([spans(m) for m in test], [spans(m) for m in test_messages])
         found = Counter(e["entity"] for m in long_messages for e in m.get("entities"))
         print(
             f"  long blind messages: {sum(found.values())} entities in "
