@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import yaml
 from rasa_sdk.events import ActiveLoop, SlotSet
-from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.executor import ActionExecutor, CollectingDispatcher
 
 from actions import parsing, records
 from actions.community import (
@@ -24,6 +25,7 @@ from actions.community import (
 from actions.intake import ActionSubmitDog, ActionSubmitNoise
 from casework import db, residents, subscriptions
 from casework.vocabulary import WARNING_TOPIC_LABELS
+from jmt import paths
 from tests.unit.trackers import domain, tracker
 
 FORM = "community_form"
@@ -489,3 +491,10 @@ def test_normalise_mobile_finds_a_mainland_mobile_only():
     assert records.normalise_mobile("我的手机 +86 138-1234-5678") == "13812345678"
     assert records.normalise_mobile("0574-86271234") is None
     assert records.normalise_mobile("不告诉你") is None
+
+
+def test_every_action_of_the_subscription_domain_is_served_by_the_actions_package():
+    declared = yaml.safe_load((paths.DOMAIN / "subscription.yml").read_text(encoding="utf-8"))
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    assert set(declared["actions"]) <= set(executor.actions)
