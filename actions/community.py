@@ -38,11 +38,11 @@ FORM_SLOTS = (
     "preference_retries",
 )
 # Not answers to this form's questions: the turn is left to their rules (cancel, 找民警,
-# FAQ, emergency, 退订 / 订阅) and the form asks its question again afterwards.
+# emergency, 退订 / 订阅) and the form asks its question again afterwards. A message the
+# NLU reads as an FAQ question is an answer when it fits the question (万景社区, 1 3).
 NOT_ANSWERS = {
     "cancel",
     "request_human",
-    "faq",
     "emergency",
     "unsubscribe_warnings",
     "subscribe_warnings",
@@ -69,9 +69,21 @@ def _answer(tracker: Tracker, slot: str) -> str | None:
     text = latest_text(tracker).strip()
     if parsing.is_skip(text):
         return SKIPPED
-    if _intent(tracker) in NOT_ANSWERS:
+    intent = _intent(tracker)
+    if intent in NOT_ANSWERS or (intent == "faq" and not _fits(slot, text)):
         return None
     return text
+
+
+def _fits(slot: str, text: str) -> bool:
+    """Whether `text` reads as an answer to the question for `slot`."""
+    if slot == "home_community":
+        return records.home_place(text) is not None
+    if slot == "warning_topics":
+        return parsing.warning_topics_from_text(text) is not None
+    if slot == "mobile_consent":
+        return parsing.consent_from_text(text) is not None
+    return records.normalise_mobile(text) is not None
 
 
 def _retries(tracker: Tracker) -> dict[str, int]:

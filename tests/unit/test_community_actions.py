@@ -145,7 +145,7 @@ def test_skipping_the_community_keeps_what_is_registered(sqlite_url, text, inten
 
 
 @pytest.mark.parametrize(
-    "intent", ["cancel", "request_human", "faq", "emergency", "unsubscribe_warnings"]
+    "intent", ["cancel", "request_human", "emergency", "unsubscribe_warnings", "subscribe_warnings"]
 )
 def test_no_answer_is_taken_from_a_message_its_own_rule_handles(sqlite_url, intent):
     events, _ = run(
@@ -153,6 +153,25 @@ def test_no_answer_is_taken_from_a_message_its_own_rule_handles(sqlite_url, inte
     )
     # Nothing extracted: Rasa rejects the form for this turn and the intent's rule runs.
     assert events == [SlotSet("requested_slot", "home_community")]
+
+
+@pytest.mark.parametrize(
+    ("text", "requested", "fits"),
+    [
+        ("蛟川街道俞范社区", "home_community", True),
+        ("除了交通都要", "warning_topics", True),
+        ("派出所几点上班", "home_community", False),
+        ("派出所几点上班", "warning_topics", False),
+    ],
+)
+def test_a_message_read_as_an_faq_answers_the_question_when_it_fits_it(
+    sqlite_url, text, requested, fits
+):
+    events, _ = run(ValidateCommunityForm(), answer(text, requested, intent="faq"))
+    if fits:
+        assert events[0]["name"] == requested and events[0]["value"] is not None
+    else:  # a real FAQ question: its rule answers it, then the question comes again
+        assert events == [SlotSet("requested_slot", requested)]
 
 
 def test_a_shared_wechat_location_answers_where_the_resident_lives(sqlite_url):
