@@ -78,6 +78,16 @@ def _clean(details: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in details.items() if value not in (None, "", [])}
 
 
+# A case about someone who is not a WeChat resident (a defrauded person a dissuasion lead
+# named, whose mobile matched nobody): no conversation, nothing can be sent to them.
+OFFLINE_SENDER_PREFIX = "dissuasion:"
+
+
+def reaches_wechat(sender_id: str) -> bool:
+    """Can the case's person be answered in WeChat (is `sender_id` a real openid)?"""
+    return not sender_id.startswith(OFFLINE_SENDER_PREFIX)
+
+
 def open_case(
     *,
     session: Session,

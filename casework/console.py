@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from casework import audit, conversations, handling, tickets
-from casework.cases import CATEGORY_LABELS, PRIORITIES
+from casework.cases import CATEGORY_LABELS, PRIORITIES, reaches_wechat
 from casework.clock import aware, utcnow
 from casework.handling import NotFound
 from casework.models import Case, CaseNote, Conversation, Message, Ticket, User
@@ -190,8 +190,11 @@ def list_cases(*, session: Session, user: User, status: str = "active") -> list[
 
 
 def _case_detail(session: Session, user: User, case: Case, client_ip: str | None) -> CaseDetail:
-    conversation = conversations.conversation_for(session=session, openid=case.sender_id)
-    transcript = conversations.messages_of(session=session, conversation_id=conversation.id)
+    transcript: list[Message] = []
+    conversation: Conversation | None = None
+    if reaches_wechat(case.sender_id):  # else no conversation exists (and none is made)
+        conversation = conversations.conversation_for(session=session, openid=case.sender_id)
+        transcript = conversations.messages_of(session=session, conversation_id=conversation.id)
     notes = session.execute(
         select(CaseNote).where(CaseNote.case_id == case.id).order_by(CaseNote.id)
     ).scalars()
@@ -216,7 +219,9 @@ def _case_detail(session: Session, user: User, case: Case, client_ip: str | None
         **case_public(session, case).dict(),
         details=case.details or {},
         location=case.location,
-        conversation=CaseConversation(
+        conversation=None
+        if conversation is None
+        else CaseConversation(
             id=conversation.id,
             openid=conversation.openid,
             owner=conversation.owner,

@@ -497,7 +497,7 @@ def sender_of(session: Session, task: DissuasionTask) -> str:
         resident = session.get(Resident, task.resident_id)
         if resident is not None:
             return str(resident.openid)
-    return f"dissuasion:{task.id}"
+    return f"{cases.OFFLINE_SENDER_PREFIX}{task.id}"
 
 
 def _open_fraud_case(session: Session, task: DissuasionTask, lead: DissuasionLead) -> Any:

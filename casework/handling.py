@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from casework import outbox
 from casework.accounts import DESKS
 from casework.audit import record as audit
-from casework.cases import CATEGORIES, CaseError, open_ticket
+from casework.cases import CATEGORIES, CaseError, open_ticket, reaches_wechat
 from casework.conversations import conversation_for
 from casework.models import Case, CaseNote, Conversation, Ticket, User, utcnow
 
@@ -165,7 +165,8 @@ def claim(*, session: Session, user: User, case_id: int) -> Case:
     if won != 1:
         holder = session.get(User, case.claimed_by_id) if case.claimed_by_id else None
         raise Conflict(f"该案件已由 {officer_name(holder)} 处理")
-    conversation_for(session=session, openid=case.sender_id).owner = "officer"
+    if reaches_wechat(case.sender_id):  # else there is no conversation to take over
+        conversation_for(session=session, openid=case.sender_id).owner = "officer"
     audit(session, user, "claim", "case", case.id)
     return case
 
@@ -180,6 +181,8 @@ def reply(*, session: Session, user: User, case_id: int, text: str) -> Sent:
     text = text.strip()
     if not text:
         raise CaseError("回复内容不能为空")
+    if not reaches_wechat(_case(session, user, case_id).sender_id):
+        raise Conflict("当事人不是微信用户，无法在微信中回复，请按案件中的电话联系。")
     case = claim(session=session, user=user, case_id=case_id)  # replying means handling it
     conversation = conversation_for(session=session, openid=case.sender_id)
     item = outbox.enqueue(
@@ -250,6 +253,9 @@ def close(*, session: Session, user: User, case_id: int, resolution: str) -> Cas
     now = utcnow()
     case.status, case.closed_at, case.resolution = "closed", now, resolution.strip()
     case.claimed_by_id = case.claimed_by_id or user.id
+    if not reaches_wechat(case.sender_id):  # no conversation: nobody to hand back or ask
+        audit(session, user, "close", "case", case.id, resolution=case.resolution)
+        return case
     conversation = conversation_for(session=session, openid=case.sender_id)
     conversation.owner, conversation.officer_id = "bot", None
     conversation.awaiting_rating_case_id = case.id

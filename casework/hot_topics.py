@@ -53,7 +53,8 @@ USER_DICT = Path(__file__).resolve().parent.parent / "nlu_data" / "jieba" / "use
 STOP_WORDS = frozenset(
     "请问 你好 您好 我们 你们 他们 什么 怎么 怎么办 可以 需要 一下 这个 那个 现在 已经 "
     "还是 就是 没有 不是 知道 觉得 谢谢 麻烦 警官 民警 帮忙 问题 情况 时候 一个 自己 "
-    "应该 能不能 是不是 有没有 为什么 如果 因为 所以 但是 然后 还有 这样 那样".split()
+    "应该 能不能 是不是 有没有 为什么 如果 因为 所以 但是 然后 还有 这样 那样 对方 "
+    "别人 东西 事情 今天 昨天 刚才 一直".split()
 )
 _NOT_A_WORD = re.compile(r"[\d*＊]")
 
@@ -301,6 +302,8 @@ def risers(this_week: list[GroupTopics], last_week: list[GroupTopics]) -> list[R
 def _groups(said: list[_Said], *, keyed_by_community: bool) -> list[GroupTopics]:
     grouped: dict[Any, list[_Said]] = defaultdict(list)
     for item in said:
+        if keyed_by_community and item.community is None:
+            continue  # counted in its street (or 未定位) already: no "未定位 未定位" row
         grouped[_community_key(item) if keyed_by_community else _street_key(item)].append(item)
     groups = []
     for key, items in grouped.items():

@@ -155,7 +155,8 @@ class CaseHistoryItem(BaseModel):
 class CaseDetail(CasePublic):
     details: dict[str, Any]
     location: str | None
-    conversation: CaseConversation
+    # None: the person is not a WeChat resident (a dissuasion lead's 已被骗 case)
+    conversation: CaseConversation | None
     transcript: list[MessagePublic]
     notes: list[NotePublic]
     history: list[CaseHistoryItem]

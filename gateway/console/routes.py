@@ -324,6 +324,16 @@ METRICS = """<div class="page-head">
 <div class="charts two">
   <section class="card"><h2>民警统计</h2><div id="table-officers"></div></section>
   <section class="card"><h2>社区统计</h2><div id="table-communities"></div></section>
+</div>
+<div class="page-head"><h2>每周热点</h2><span id="hot-range" class="muted"></span></div>
+<div class="charts">
+  <section class="card"><h2>诈骗类型</h2><div id="chart-hot-fraud" class="chart"></div></section>
+  <section class="card"><h2>常见问题</h2><div id="chart-hot-topics" class="chart"></div></section>
+  <section class="card"><h2>关键词</h2><div id="hot-keywords"></div></section>
+</div>
+<div class="charts two">
+  <section class="card"><h2>上升最快（较上周翻倍）</h2><div id="table-risers"></div></section>
+  <section class="card"><h2>各街道</h2><div id="table-hot-streets"></div></section>
 </div>"""
 
 NLU = """<div class="page-head">

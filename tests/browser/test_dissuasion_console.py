@@ -5,13 +5,15 @@ protected — and the metrics page counts it. Screenshots in tests/browser/artif
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from casework import dissuasion
+from casework import dissuasion, hot_topics
+from casework.conversations import conversation_for
 from casework.dissuasion_schemas import LeadIn
-from tests.browser.conftest import Gateway
+from casework.models import Message
+from tests.browser.conftest import ARTIFACTS, Gateway
 from tests.browser.test_console import log_in, shot
 
 try:
@@ -86,6 +88,35 @@ def test_an_officer_works_a_dissuasion_task_to_success(gateway: Gateway, page: P
     expect(tile.locator(".value")).to_have_text("1 件")
     expect(tile.locator(".sub")).to_contain_text("38,000.00")
     expect(page.locator('.tile[data-metric="dissuasion"] .sub')).to_contain_text("见到本人 1")
+    assert page.js_errors == []
+
+
+def test_the_metrics_page_shows_last_weeks_hot_topics(gateway: Gateway, page: Page) -> None:
+    gateway.officer("chen", "陈警官", community="万景社区")
+    _, since, _ = hot_topics.week_bounds()
+    with gateway.session() as session:
+        conversation = conversation_for(session=session, openid="o-hot")
+        for n in range(3):
+            session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    direction="in",
+                    msg_type="text",
+                    content=f"刷单返利被骗了第{n}次，对方让我做任务",
+                    intent="report_fraud",
+                    media={"parse": {"entities": [{"entity": "fraud_type", "value": "刷单返利"}]}},
+                    created_at=(since + timedelta(days=1, hours=n)).astimezone(timezone.utc),
+                )
+            )
+    log_in(page, "chen")
+    page.click("nav >> text=数据统计")
+    expect(page.locator("#hot-range")).to_contain_text("居民来信 3 条")
+    expect(page.locator("#chart-hot-fraud svg rect")).to_have_count(1)
+    expect(page.locator("#chart-hot-fraud")).to_contain_text("刷单返利")
+    expect(page.locator("#table-risers")).to_contain_text("刷单返利")  # 0 → 3
+    expect(page.locator("#hot-keywords .tag").first).to_be_visible()
+    page.locator("#hot-range").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "10-hot-topics.png"), full_page=True)
     assert page.js_errors == []
 
 

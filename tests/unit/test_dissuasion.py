@@ -335,3 +335,31 @@ def test_the_vocabulary_serves_the_dissuasion_codes_and_deadlines():
     assert [t.value for t in vocab.dissuasion_outcomes] == list(dissuasion.OUTCOMES)
     assert [t.value for t in vocab.contact_channels] == list(dissuasion.CHANNELS)
     assert set(dissuasion.WARNINGS) == set(vocabulary.RISK_TYPES)
+
+
+def test_a_defrauded_person_who_is_not_a_wechat_resident_is_worked_by_phone(people):
+    """The lead matched no resident: the case can be claimed and closed, but a WeChat
+    reply is refused with the reason, and closing queues no rating question."""
+    from casework import console, handling
+    from casework.models import OutboxItem, Resident
+
+    with db.session_scope() as session:
+        [task_id] = dissuasion.ingest_leads(
+            session=session, leads=[lead("OFF", phone="13700009999")], actor=None
+        ).task_ids
+        desk = user(session, people, "desk")
+        dissuasion.set_outcome(session=session, user=desk, task_id=task_id, outcome="defrauded")
+        case_id = session.get(DissuasionTask, task_id).case_id
+        assert not session.get(Case, case_id).sender_id.startswith("o")
+        with pytest.raises(Conflict, match="不是微信用户"):
+            handling.reply(session=session, user=desk, case_id=case_id, text="您好")
+        handling.claim(session=session, user=desk, case_id=case_id)
+        detail = console.case_detail(session=session, user=desk, case_id=case_id)
+        assert detail.transcript == [] and detail.details["victim_phone"] == "13700009999"
+        handling.close(session=session, user=desk, case_id=case_id, resolution="已电话联系止付")
+        assert session.get(Case, case_id).status == "closed"
+        assert session.execute(select(OutboxItem)).scalars().all() == []
+        placeholders = session.execute(
+            select(Resident).where(Resident.openid.like("dissuasion:%"))
+        ).scalars()
+        assert list(placeholders) == []  # no fake resident a broadcast could target

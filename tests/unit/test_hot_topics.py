@@ -143,6 +143,7 @@ def test_topics_per_street_and_community(week):
     communities = {group.community: group for group in week.communities}
     assert communities[COMMUNITY_A].place == f"{STREET_A} {COMMUNITY_A}"
     assert communities[COMMUNITY_A].messages == 4
+    assert None not in communities  # the unlocated resident is counted in 未定位 only
 
 
 def test_a_scam_type_that_doubled_in_one_street_is_flagged_and_a_steady_one_is_not(week):

@@ -198,6 +198,38 @@
       ]));
   }
 
+  // ------------------------------------------------------------------ 每周热点
+
+  const KINDS = { category: "类别", faq_topic: "常见问题", fraud_type: "诈骗类型" };
+
+  function renderHot(w) {
+    $("hot-range").textContent = `${w.week}（${String(w.since).slice(0, 10)} 起一周，北京时间）· 居民来信 ${w.messages} 条`;
+    const d = w.district || {};
+    hbars($("chart-hot-fraud"), Object.entries(d.fraud_types || {}).slice(0, 8).map(([k, v]) => ({ label: k, value: v })));
+    hbars($("chart-hot-topics"), Object.entries(d.faq_topics || {}).slice(0, 8).map(([k, v]) => ({
+      label: k.replace(/^faq\//, ""), value: v,
+    })));
+    const words = clear($("hot-keywords"));
+    for (const k of d.keywords || []) words.append(h("span", { className: "tag", title: String(k.weight) }, k.word), " ");
+    if (!(d.keywords || []).length) words.append(h("span", { className: "muted" }, "—"));
+    table($("table-risers"), ["地点", "类型", "内容", "本周", "上周"],
+      (w.risers || []).map((r) => [r.place, KINDS[r.kind] || r.kind, r.label, r.this_week, r.last_week]));
+    table($("table-hot-streets"), ["街道", "来信", "诈骗类型", "关键词"],
+      (w.streets || []).map((g) => [
+        g.place, g.messages,
+        Object.entries(g.fraud_types || {}).map(([k, v]) => `${k} ${v}`).join("、") || "—",
+        (g.keywords || []).slice(0, 5).map((k) => k.word).join("、") || "—",
+      ]));
+  }
+
+  async function loadHot() {
+    try {
+      renderHot(await api("/api/metrics/hot-topics"));
+    } catch (e) {
+      if (e.status !== 401) showError($("metrics-error"), "热点加载失败：" + e.message);
+    }
+  }
+
   async function load() {
     try {
       const [m, vocab] = await Promise.all([api("/api/metrics?days=" + days), JMT.vocabulary()]);
@@ -239,4 +271,5 @@
   });
 
   load();
+  loadHot();
 })();
