@@ -28,6 +28,9 @@ AFFIRMABLE_INTENTS = (
     "faq",
     "request_human",
     "out_of_scope",
+    "unsubscribe_warnings",
+    "subscribe_warnings",
+    "set_community",
 )
 
 

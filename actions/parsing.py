@@ -432,3 +432,89 @@ def ongoing_from_text(text: str) -> bool | None:
     if _ONGOING.search(text):
         return True
     return None
+
+
+# ---------------------------------------------------------------- answers to 我的社区
+
+# Codes of casework.vocabulary.WARNING_TOPIC_LABELS (in its order) → words residents use.
+WARNING_TOPIC_WORDS = {
+    "fraud": ("电诈", "诈骗", "反诈", "防骗", "骗"),
+    "weather": ("灾害", "天气", "台风", "暴雨", "气象", "防汛", "地震", "寒潮", "高温"),
+    "traffic": ("交通", "路况", "出行", "道路", "交警"),
+    "health": ("卫生", "疫情", "健康", "传染", "防疫", "疫苗"),
+    "community": ("社区", "通知", "小区", "公告"),
+}
+_TOPIC_NUMBERS = {
+    "1": 0,
+    "2": 1,
+    "3": 2,
+    "4": 3,
+    "5": 4,
+    "一": 0,
+    "二": 1,
+    "三": 2,
+    "四": 3,
+    "五": 4,
+}
+_NUMBERED_ONLY = re.compile(r"[\s、，,和与跟及还有第个号项条1-5一二三四五]+")
+_ALL_TOPICS = re.compile(r"全部|随便|全都|都要|都可以|都行|都收|都订|所有|全选|默认|都好|全要|统统")
+_NO_TOPIC = re.compile(r"都不|全不|一个都不|什么都不|不需要|^不要了?$|^不用了?$|^不了$")
+_NEGATED = re.compile(r"除|不|别")
+_ONLY = re.compile(r"只|仅")
+_OTHERS_YES = re.compile(r"(其他|其它|其余|别的|剩下的?)[的也都]*(要|可以|行|收|订|好)")
+_OTHERS_NO = re.compile(r"(其他|其它|其余|别的|剩下的?)[的也都]*(不|别|免)")
+_CLAUSES = re.compile(r"[，,。；;！!\s]+|但是|但|其他|其它|其余|别的|剩下")
+
+
+def _topics_in(clause: str) -> list[str]:
+    codes = list(WARNING_TOPIC_WORDS)
+    named = {code for code, words in WARNING_TOPIC_WORDS.items() if any(w in clause for w in words)}
+    if not named and (re.search(r"[1-5]", clause) or _NUMBERED_ONLY.fullmatch(clause)):
+        named = {codes[_TOPIC_NUMBERS[ch]] for ch in clause if ch in _TOPIC_NUMBERS}
+    return [code for code in codes if code in named]
+
+
+def warning_topics_from_text(text: str) -> list[str] | None:
+    """The topics a resident chose, as codes in the vocabulary's order: "全部" → all five,
+    "1 3" or "电诈和天气" → those, "除了交通都要" → all but traffic, "都不要" → [] (no
+    warnings at all). None when the answer names no choice."""
+    text = text.strip()
+    codes = list(WARNING_TOPIC_WORDS)
+    included: list[str] = []
+    excluded: list[str] = []
+    for clause in filter(None, _CLAUSES.split(text)):
+        (excluded if _NEGATED.search(clause) else included).extend(_topics_in(clause))
+    if not included and not excluded:
+        if _NO_TOPIC.search(text):
+            return []
+        return codes if _ALL_TOPICS.search(text) else None
+    if included and (_ONLY.search(text) or _OTHERS_NO.search(text) or not excluded):
+        if _OTHERS_YES.search(text):
+            return [code for code in codes if code not in excluded]
+        return [code for code in codes if code in included]
+    return [code for code in codes if code not in excluded]
+
+
+_SKIP = re.compile(
+    r"跳过|略过|^跳$|下一个|下一步|不填|不设置|不想说|不方便|不告诉|保密|以后再说|^不用了?$|^不了$"
+)
+
+
+def is_skip(text: str) -> bool:
+    """The resident passes on a question of the 我的社区 intake (跳过, 不方便说 …)."""
+    return bool(_SKIP.search(text.strip()))
+
+
+_CONSENT_NO = re.compile(
+    r"不同意|不愿意|不要|不用|不想|不留|不给|不方便|不好|拒绝|算了|跳过|略过|不了|没必要|不需要|^不$|^否"
+)
+_CONSENT_YES = re.compile(r"同意|愿意|可以|好|行|没问题|留|嗯|^是|^对|ok|要", re.IGNORECASE)
+
+
+def consent_from_text(text: str) -> bool | None:
+    """A clear yes (同意, 可以 …) or no (不同意, 跳过 …) to keeping a mobile number; None
+    for anything else — only a clear yes keeps a number."""
+    text = text.strip()
+    if _CONSENT_NO.search(text):
+        return False
+    return True if _CONSENT_YES.search(text) else None

@@ -1,4 +1,5 @@
-"""From a conversation's slots to the domain layer's records (cases and tickets).
+"""From a conversation's slots to the domain layer's records (cases and tickets), and the
+resident's own settings (community, mobile with consent, warning topics, 退订).
 
 The only place actions touch `casework`: it builds the details an officer needs from the
 tracker, and opens cases and tickets through the domain service functions.
@@ -11,10 +12,12 @@ from functools import lru_cache
 from typing import Any
 
 from rasa_sdk import Tracker
+from sqlalchemy.orm import Session
 
 from actions import parsing
-from casework import cases, conversations, db
-from casework.gazetteer import match_place
+from casework import cases, conversations, db, residents, subscriptions
+from casework.gazetteer import STREETS, Place, match_place
+from casework.vocabulary import WARNING_TOPIC_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +157,7 @@ def record_case(
             desk=desk,
         )
         case_id = int(case.id)
+        _remember_community(session, tracker.sender_id, details)
         if pause:
             conversations.hand_to_officers(session=session, openid=tracker.sender_id)
     logger.info("case %s %s/%s for %s (%s)", case_id, category, priority, tracker.sender_id, reason)
@@ -177,6 +181,7 @@ def record_ticket(tracker: Tracker, *, category: str, kind: str) -> tuple[int, i
             community=details.get("community"),
         )
         ticket_id, linked_to = int(ticket.id), ticket.linked_to_id
+        _remember_community(session, tracker.sender_id, details)
     logger.info(
         "ticket %s (%s) for %s%s",
         ticket_id,
@@ -185,3 +190,122 @@ def record_ticket(tracker: Tracker, *, category: str, kind: str) -> tuple[int, i
         f", same as ticket {linked_to}" if linked_to else "",
     )
     return ticket_id, linked_to
+
+
+# ------------------------------------------------------------------ where residents live and
+# what they want to hear (我的社区, 退订): one small function per domain-service call.
+
+
+def home_place(text: str, *, street: str | None = None) -> Place | None:
+    """The street and community in a resident's answer. Besides the gazetteer's full names
+    (`match_place`), a community's short name is enough once its street is known
+    (骆驼街道 … "万景" → 万景社区), or when it is unique in the district (万景 → 万景社区)."""
+    place = match_place(text)
+    if place is not None and place.community:
+        return place
+    street = (place.street if place else None) or street
+    candidates = STREETS.get(street, ()) if street else tuple(residents.COMMUNITIES)
+    short = [c for c in candidates if len(_short(c)) >= 2 and _short(c) in text]
+    if len(short) == 1:
+        return Place(street=residents.street_of(short[0]), community=short[0])
+    return place
+
+
+def _short(community: str) -> str:
+    return community.removesuffix("社区").removesuffix("村")
+
+
+def communities_of(street: str) -> tuple[str, ...]:
+    return STREETS.get(street, ())
+
+
+def normalise_mobile(text: str) -> str | None:
+    """The mainland mobile number in `text` (digits only), or None."""
+    for candidate in parsing.find_phones(text) or [text]:
+        try:
+            return residents.normalise_phone(candidate, mobile_only=True)
+        except residents.PhoneError:
+            continue
+    return None
+
+
+def save_community(tracker: Tracker, community: str) -> None:
+    _schema_ready()
+    with db.session_scope() as session:
+        residents.set_profile(session=session, openid=tracker.sender_id, community=community)
+    logger.info("community %s for %s", community, tracker.sender_id)
+
+
+def save_mobile(tracker: Tracker, mobile: str) -> str:
+    """Keep the mobile the resident agreed to give (consent recorded with its time);
+    returns it masked."""
+    _schema_ready()
+    with db.session_scope() as session:
+        profile = residents.set_profile(
+            session=session, openid=tracker.sender_id, mobile=mobile, consent=True
+        )
+    logger.info("mobile %s registered with consent by %s", profile.mobile_masked, tracker.sender_id)
+    return str(profile.mobile_masked)
+
+
+def choose_topics(tracker: Tracker, topics: list[str]) -> None:
+    _schema_ready()
+    with db.session_scope() as session:
+        subscriptions.choose_topics(session=session, openid=tracker.sender_id, topics=topics)
+    logger.info("warning topics %s for %s", ",".join(topics), tracker.sender_id)
+
+
+def opt_out(tracker: Tracker) -> None:
+    _schema_ready()
+    with db.session_scope() as session:
+        subscriptions.opt_out(session=session, openid=tracker.sender_id)
+    logger.info("warnings opted out by %s", tracker.sender_id)
+
+
+def opt_in(tracker: Tracker) -> None:
+    _schema_ready()
+    with db.session_scope() as session:
+        subscriptions.opt_in(session=session, openid=tracker.sender_id)
+    logger.info("warnings opted in by %s", tracker.sender_id)
+
+
+def resident_community(tracker: Tracker) -> str | None:
+    """The community the resident registered, as 街道+社区, or None."""
+    _schema_ready()
+    with db.session_scope() as session:
+        profile = residents.profile(session=session, openid=tracker.sender_id)
+    return _community_label(profile.street, profile.community)
+
+
+def preference_summary(tracker: Tracker) -> dict[str, str]:
+    """What is stored now, in the words of the summary the resident reads."""
+    _schema_ready()
+    with db.session_scope() as session:
+        profile = residents.profile(session=session, openid=tracker.sender_id)
+        wanted = subscriptions.preferences(session=session, openid=tracker.sender_id)
+    if wanted.opted_out:
+        topics = "已退订（回复“订阅提醒”可恢复）"
+    else:
+        labels = "、".join(WARNING_TOPIC_LABELS[code] for code in wanted.topics)
+        topics = labels if wanted.chosen else f"全部（{labels}）"
+    return {
+        "community": _community_label(profile.street, profile.community) or "未设置",
+        "topics": topics,
+        "mobile": profile.mobile_masked or "未登记",
+    }
+
+
+def _community_label(street: str | None, community: str | None) -> str | None:
+    if not community:
+        return None
+    return f"{street or ''}{community}"
+
+
+def _remember_community(session: Session, openid: str, details: dict[str, Any]) -> None:
+    """An intake's address named a community and the resident has none yet: it is very
+    likely where they live or spend their days, and their warnings should be local."""
+    community = details.get("community")
+    if not community or residents.profile(session=session, openid=openid).community:
+        return
+    residents.set_profile(session=session, openid=openid, community=community)
+    logger.info("community %s for %s, from an intake's address", community, openid)

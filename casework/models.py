@@ -388,3 +388,86 @@ class StopPayment(Base):
     requested_by_id = Column(Integer, ForeignKey("users.id"), nullable=True)
     result_by_id = Column(Integer, ForeignKey("users.id"), nullable=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+# ------------------------------------------------------------------ warnings (预警推送)
+# (revision 0009). A resident's warning preferences, and broadcasts delivered at most once
+# per resident through a claimed, throttled queue.
+
+
+class WarningPreference(Base):
+    """What a resident wants to be warned about, and whether they left (退订).
+
+    `topics` is None until the resident chooses (then every topic reaches them), else the
+    chosen codes as ",fraud,weather," so one LIKE finds a topic on every backend."""
+
+    __tablename__ = "warning_preferences"
+
+    resident_id = Column(Integer, ForeignKey("residents.id"), primary_key=True)
+    topics = Column(String(200), nullable=True)
+    warnings_opted_out_at = Column(DateTime(timezone=True), nullable=True)  # 退订
+    consent_text = Column(Text, nullable=True)  # what the resident agreed to, last
+    consent_at = Column(DateTime(timezone=True), nullable=True)  # when
+    updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class WarningConsent(Base):
+    """Every change of a resident's warning preferences: what they agreed to, when."""
+
+    __tablename__ = "warning_consents"
+
+    id = Column(Integer, primary_key=True)
+    resident_id = Column(Integer, ForeignKey("residents.id"), nullable=False, index=True)
+    action = Column(String(16), nullable=False)  # topics | opt_out | opt_in
+    topics = Column(String(200), nullable=True)  # the topics after the change
+    text = Column(Text, nullable=False)  # the wording the resident agreed to
+    source = Column(String(32), nullable=False, default="wechat")  # wechat | console ...
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class Broadcast(Base):
+    """A warning (预警) to many residents: composed once, sent by the background loop."""
+
+    __tablename__ = "broadcasts"
+
+    id = Column(Integer, primary_key=True)
+    topic = Column(String(16), nullable=False)  # vocabulary.WARNING_TOPIC_LABELS
+    title = Column(String(64), nullable=False)
+    text = Column(Text, nullable=False)
+    audience = Column(JSON, nullable=False, default=dict)
+    community = Column(String(64), nullable=True, index=True)  # an audience of one community
+    send_at = Column(DateTime(timezone=True), nullable=False, index=True)
+    status = Column(String(16), nullable=False, default="scheduled", index=True)
+    created_by_id = Column(Integer, ForeignKey("users.id"), nullable=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    started_at = Column(DateTime(timezone=True), nullable=True)
+    finished_at = Column(DateTime(timezone=True), nullable=True)
+    pause_reason = Column(Text, nullable=True)  # e.g. the template quota ran out (45009)
+    figures = Column(JSON, nullable=False, default=dict)  # mass-send jobs' results ...
+    # the audience is resolved once, by the worker that claimed the start
+    claimed_by = Column(String(128), nullable=True)
+    claim_expires_at = Column(DateTime(timezone=True), nullable=True)
+
+
+class BroadcastDelivery(Base):
+    """One resident's copy of a broadcast: at most one per (broadcast, resident)."""
+
+    __tablename__ = "broadcast_deliveries"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "resident_id", name="uq_broadcast_deliveries_resident"),
+        Index("ix_broadcast_deliveries_queue", "broadcast_id", "status"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    broadcast_id = Column(Integer, ForeignKey("broadcasts.id"), nullable=False)
+    resident_id = Column(Integer, ForeignKey("residents.id"), nullable=False, index=True)
+    community = Column(String(64), nullable=True)  # the resident's, when the audience was resolved
+    channel = Column(String(16), nullable=True)  # template | customer_service | mass_tag
+    status = Column(String(16), nullable=False, default="pending")
+    error = Column(Text, nullable=True)
+    wechat_msgid = Column(String(64), nullable=True, index=True)
+    claimed_by = Column(String(128), nullable=True)
+    claim_expires_at = Column(DateTime(timezone=True), nullable=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(DateTime(timezone=True), nullable=True)
+    sent_at = Column(DateTime(timezone=True), nullable=True)

@@ -1,9 +1,10 @@
 """What a resident tells us about themselves: the mobile number they registered (with
 consent, for targeted warnings and for matching dissuasion leads) and their community.
 
-The resident-facing way to set these (a menu item, an intake) is a later slice of issue
-11; this module is the one writer. Phone numbers are kept as digits only
-(`normalise_phone`), so a lead's "138-0000-1234" and a resident's "+86 13800001234" meet.
+Residents set these in the bot (the 我的社区 intake, `actions/community.py`; an intake's
+address fills a missing community); this module is the one writer. Phone numbers are kept
+as digits only (`normalise_phone`), so a lead's "138-0000-1234" and a resident's
+"+86 13800001234" meet.
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ def profile_public(resident: Resident) -> ResidentProfilePublic:
         community=resident.community,
         street=street_of(resident.community),
     )
+
+
+def profile(*, session: Session, openid: str) -> ResidentProfilePublic:
+    """What the resident has registered (nothing yet: all None)."""
+    resident_id = conversation_for(session=session, openid=openid).resident_id
+    resident = session.get(Resident, resident_id)
+    assert resident is not None
+    return profile_public(resident)
 
 
 _UNCHANGED = object()

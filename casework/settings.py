@@ -117,6 +117,10 @@ class Settings:
     rasa_model: str | None = None  # the model `make run` starts with (default: LIVE, else newest)
     # ---- precision dissuasion (issue 11)
     dissuasion_secret: str | None = None  # verifies the warning platform's signed leads
+    # ---- warnings (预警推送, issue 11)
+    wechat_warning_template_id: str | None = None  # the 预警通知 template of the 公众号
+    broadcast_rate_per_second: float = 20.0  # sends per second, all gateway workers together
+    broadcast_mass_send: bool = False  # whole-district warnings by community user tag
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -185,6 +189,11 @@ class Settings:
             rasa_model=_env("RASA_MODEL") or None,
             dissuasion_secret=_env("DISSUASION_SECRET")
             or ("jmt-development-dissuasion" if development else None),
+            # Development's stand-in accepts any template id; production sets the real one.
+            wechat_warning_template_id=_env("WECHAT_WARNING_TEMPLATE_ID")
+            or ("SIMULATED-warning-template" if development else None),
+            broadcast_rate_per_second=float(_env("BROADCAST_RATE_PER_SECOND") or 20),
+            broadcast_mass_send=(_env("BROADCAST_MASS_SEND") or "0").strip() == "1",
         )
 
     @property
@@ -283,6 +292,8 @@ class Settings:
             )
         elif self.dissuasion_secret in (self.governance_secret, self.governance_callback_secret):
             found.append("DISSUASION_SECRET equals a governance secret: one secret per partner")
+        if self.broadcast_rate_per_second <= 0:
+            found.append("BROADCAST_RATE_PER_SECOND must be positive (sends per second)")
         if self.retention_days <= 0:
             found.append(
                 "RETENTION_DAYS must be a positive number of days: residents' words are not "

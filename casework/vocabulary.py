@@ -122,6 +122,36 @@ DISSUASION_OUTCOME_LABELS = {
     "unreachable": "未联系上",
 }
 CONTACT_CHANNEL_LABELS = {"phone": "电话", "wechat": "微信", "visit": "上门"}
+# ---- warnings (预警推送, issue 11): the topics a resident may choose, and a broadcast's
+# and a delivery's states and channels
+WARNING_TOPIC_LABELS = {
+    "fraud": "电诈预警",
+    "weather": "灾害天气",
+    "traffic": "交通安全",
+    "health": "公共卫生",
+    "community": "社区通知",
+}
+BROADCAST_STATUS_LABELS = {
+    "draft": "草稿",
+    "scheduled": "待发送",
+    "sending": "发送中",
+    "paused": "已暂停",
+    "cancelled": "已取消",
+    "done": "已完成",
+}
+DELIVERY_STATUS_LABELS = {
+    "pending": "待发送",
+    "sending": "发送中",
+    "sent": "已发送",
+    "failed": "发送失败",
+    "opted_out": "已退订",
+    "skipped": "未发送",
+}
+DELIVERY_CHANNEL_LABELS = {
+    "template": "模板消息",
+    "customer_service": "客服消息",
+    "mass_tag": "按标签群发",
+}
 
 
 class Term(BaseModel):
@@ -167,6 +197,10 @@ class VocabularyPublic(BaseModel):
     dissuasion_statuses: list[Term]
     dissuasion_outcomes: list[Term]
     contact_channels: list[Term]
+    warning_topics: list[Term]
+    broadcast_statuses: list[Term]
+    delivery_statuses: list[Term]
+    delivery_channels: list[Term]
 
 
 def _terms(labels: dict[str, str], order: tuple[str, ...] | None = None) -> list[Term]:
@@ -218,4 +252,8 @@ def vocabulary() -> VocabularyPublic:
         dissuasion_statuses=_terms(DISSUASION_STATUS_LABELS),
         dissuasion_outcomes=_terms(DISSUASION_OUTCOME_LABELS),
         contact_channels=_terms(CONTACT_CHANNEL_LABELS),
+        warning_topics=_terms(WARNING_TOPIC_LABELS),
+        broadcast_statuses=_terms(BROADCAST_STATUS_LABELS),
+        delivery_statuses=_terms(DELIVERY_STATUS_LABELS),
+        delivery_channels=_terms(DELIVERY_CHANNEL_LABELS),
     )

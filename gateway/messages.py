@@ -31,6 +31,7 @@ UNSUPPORTED = "抱歉，暂时不支持这种消息。请发送文字、语音�
 MENU_TEXTS = {
     "contact_officer": "我要找民警",  # 联系民警
     "antifraud_tips": "常见的诈骗类型有哪些",  # 反诈知识
+    "my_community": "设置我的社区",  # 我的社区: community, warning topics, mobile (issue 11)
 }
 MENU_REPLIES = {"service_guide": SERVICE_GUIDE}  # 办事指南
 

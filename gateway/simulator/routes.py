@@ -336,6 +336,7 @@ button { font: inherit; cursor: pointer; }
   <div class="menu">
     <button data-key="contact_officer">联系民警</button>
     <button data-key="antifraud_tips">反诈知识</button>
+    <button data-key="my_community">我的社区</button>
     <button data-key="service_guide">办事指南</button>
   </div>
 </div>

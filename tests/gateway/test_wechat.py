@@ -218,7 +218,11 @@ def test_subscribe_gets_the_welcome_and_unsubscribe_is_recorded(wechat, rasa):
 
 @pytest.mark.parametrize(
     ("key", "bot_text"),
-    [("contact_officer", "我要找民警"), ("antifraud_tips", "常见的诈骗类型有哪些")],
+    [
+        ("contact_officer", "我要找民警"),
+        ("antifraud_tips", "常见的诈骗类型有哪些"),
+        ("my_community", "设置我的社区"),
+    ],
 )
 def test_menu_clicks_ask_the_bot(wechat, rasa, key, bot_text):
     wechat.post(xml_message("o-menu", "event", {"Event": "CLICK", "EventKey": key}))

@@ -416,7 +416,7 @@ def test_the_chat_page(client):
     page = answer.text
     for text in ("镇海警民通", "发送", "🎤", "📍", "加密(安全模式)", "关注", "客服消息"):
         assert text in page
-    for key in ("contact_officer", "antifraud_tips", "service_guide"):
+    for key in ("contact_officer", "antifraud_tips", "my_community", "service_guide"):
         assert f'data-key="{key}"' in page
     assert "http://" not in page and "https://" not in page  # no CDN, no external fonts
 
