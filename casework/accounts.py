@@ -116,6 +116,7 @@ def create_user(
     community: str | None = None,
     desk: str | None = None,
     mobile: str | None = None,
+    dingtalk_id: str | None = None,
 ) -> User:
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
@@ -128,6 +129,8 @@ def create_user(
     _check_password_policy(password)
     if session.execute(select(User).where(User.username == username)).scalar_one_or_none():
         raise AccountError(f"user {username!r} already exists")
+    if dingtalk_id is not None:
+        dingtalk_id = _checked_dingtalk_id(session, dingtalk_id, username=username)
     user = User(
         username=username,
         password_hash=hash_password(password),
@@ -135,12 +138,27 @@ def create_user(
         community=community,
         desk=desk,
         mobile=mobile,
+        dingtalk_id=dingtalk_id,
         active=True,
         failed_logins=0,
     )
     session.add(user)
     session.flush()
     return user
+
+
+def _checked_dingtalk_id(session: Session, dingtalk_id: str, *, username: str) -> str:
+    """A DingTalk user id (staffId) as DingTalk shows it: 1–64 visible characters, bound
+    to no other account (the partial unique index of revision 0010 is the last word)."""
+    dingtalk_id = dingtalk_id.strip()
+    if not 1 <= len(dingtalk_id) <= 64 or not dingtalk_id.isprintable() or " " in dingtalk_id:
+        raise AccountError("the DingTalk id must have 1 to 64 visible characters, no spaces")
+    holder = session.execute(
+        select(User.username).where(User.dingtalk_id == dingtalk_id, User.username != username)
+    ).scalar_one_or_none()
+    if holder is not None:
+        raise AccountError(f"DingTalk id {dingtalk_id!r} is already bound to {holder!r}")
+    return dingtalk_id
 
 
 # ------------------------------------------------------------------ login throttling
@@ -308,6 +326,7 @@ class UserPublic(BaseModel):
     community: str | None
     desk: str | None
     mobile: str | None
+    dingtalk_id: str | None
     active: bool
     failed_logins: int
     locked_pairs: int  # (username, address) pairs locked right now
@@ -334,6 +353,7 @@ def list_users(*, session: Session) -> list[UserPublic]:
             community=user.community,
             desk=user.desk,
             mobile=user.mobile,
+            dingtalk_id=user.dingtalk_id,
             active=user.active,
             failed_logins=user.failed_logins,
             locked_pairs=locked.get(user.username[:_MAX_KEY_USERNAME], 0),
@@ -364,6 +384,22 @@ def reset_password(*, session: Session, username: str, password: str) -> UserPub
     user.password_hash = hash_password(password)
     session.flush()
     clear_lockouts(session=session, username=username)
+    [public] = [u for u in list_users(session=session) if u.username == username]
+    return public
+
+
+def set_dingtalk_id(*, session: Session, username: str, dingtalk_id: str | None) -> UserPublic:
+    """Bind the account to the officer's DingTalk user id (None unbinds it): their replies
+    to the robot then act as this account (`casework/dingtalk_replies.py`)."""
+    user = _existing(session, username)
+    if dingtalk_id is not None:
+        dingtalk_id = _checked_dingtalk_id(session, dingtalk_id, username=username)
+    user.dingtalk_id = dingtalk_id
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as error:  # bound elsewhere at the same moment
+        raise AccountError(f"DingTalk id {dingtalk_id!r} is already bound") from error
     [public] = [u for u in list_users(session=session) if u.username == username]
     return public
 

@@ -2,7 +2,8 @@
 
 One community officer per demo community, one officer per desk, a duty commander, a
 trainer and an admin. Every demo account has the password DEMO_PASSWORD: demo only —
-`JMT_ENV=production` refuses to load it.
+`JMT_ENV=production` refuses to load it. Officers and the commander carry made-up
+DingTalk user ids (`demo-dt-<username>`), so a signed callback can answer as them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def demo_accounts() -> list[dict[str, Any]]:
             "role": "commander",
             "display_name": "值班指挥长",
             "mobile": "13800000000",
+            "dingtalk_id": "demo-dt-commander",
             "on_duty": True,
         },
         {"username": "trainer", "role": "trainer", "display_name": "语料训练员"},
@@ -47,6 +49,7 @@ def demo_accounts() -> list[dict[str, Any]]:
                 "desk": desk,
                 "display_name": f"{desk}民警",
                 "mobile": None,
+                "dingtalk_id": f"demo-dt-{DESK_ACCOUNTS[desk]}",
             }
         )
     index = 0
@@ -60,6 +63,7 @@ def demo_accounts() -> list[dict[str, Any]]:
                     "community": community,
                     "display_name": f"{surname}警官（{community}）",
                     "mobile": f"1390000{index + 1:04d}",
+                    "dingtalk_id": f"demo-dt-officer{index + 1:02d}",
                 }
             )
             index += 1
@@ -70,9 +74,12 @@ def load(*, session: Session) -> list[str]:
     """Create the demo accounts that do not exist yet; returns the names created."""
     created = []
     for spec in demo_accounts():
-        if session.execute(
+        existing = session.execute(
             select(User).where(User.username == spec["username"])
-        ).scalar_one_or_none():
+        ).scalar_one_or_none()
+        if existing is not None:
+            # demo databases made before revision 0010 get their DingTalk ids
+            existing.dingtalk_id = existing.dingtalk_id or spec.get("dingtalk_id")
             continue
         user = create_user(
             session=session,
@@ -81,6 +88,7 @@ def load(*, session: Session) -> list[str]:
             role=spec["role"],
             community=spec.get("community"),
             desk=spec.get("desk"),
+            dingtalk_id=spec.get("dingtalk_id"),
         )
         user.display_name, user.mobile = spec.get("display_name"), spec.get("mobile")
         user.on_duty = bool(spec.get("on_duty"))

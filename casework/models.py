@@ -237,6 +237,15 @@ class User(Base):
     """An officer, commander, trainer or admin of the console."""
 
     __tablename__ = "users"
+    __table_args__ = (
+        Index(
+            "uq_users_dingtalk_id",
+            "dingtalk_id",
+            unique=True,
+            postgresql_where=text("dingtalk_id IS NOT NULL"),
+            sqlite_where=text("dingtalk_id IS NOT NULL"),
+        ),
+    )
 
     id = Column(Integer, primary_key=True)
     username = Column(String(64), nullable=False, unique=True)
@@ -252,6 +261,8 @@ class User(Base):
     display_name = Column(String(64), nullable=True)  # 张警官
     mobile = Column(String(20), nullable=True)  # for DingTalk @-mentions on urgent cases
     on_duty = Column(Boolean, nullable=False, default=False)  # the duty commander
+    # ---- revision 0010: the officer's DingTalk user id (staffId), unique when set
+    dingtalk_id = Column(String(64), nullable=True)
 
 
 class SharedValue(Base):

@@ -64,6 +64,7 @@ DEVELOPMENT_DEFAULTS = frozenset(
         "jmt-development-governance",
         "jmt-development-governance-callback",
         "jmt-development-dissuasion",
+        "jmt-development-dingtalk-app",
         "changeme",
         "change-me",
     }
@@ -121,6 +122,8 @@ class Settings:
     wechat_warning_template_id: str | None = None  # the 预警通知 template of the 公众号
     broadcast_rate_per_second: float = 20.0  # sends per second, all gateway workers together
     broadcast_mass_send: bool = False  # whole-district warnings by community user tag
+    # ---- replies from DingTalk (issue 12)
+    dingtalk_app_secret: str | None = None  # verifies the enterprise robot's outgoing callback
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -194,6 +197,9 @@ class Settings:
             or ("SIMULATED-warning-template" if development else None),
             broadcast_rate_per_second=float(_env("BROADCAST_RATE_PER_SECOND") or 20),
             broadcast_mass_send=(_env("BROADCAST_MASS_SEND") or "0").strip() == "1",
+            # Unset in production: /api/dingtalk/callback answers 503 (the feature is off).
+            dingtalk_app_secret=_env("DINGTALK_APP_SECRET")
+            or ("jmt-development-dingtalk-app" if development else None),
         )
 
     @property
@@ -292,6 +298,16 @@ class Settings:
             )
         elif self.dissuasion_secret in (self.governance_secret, self.governance_callback_secret):
             found.append("DISSUASION_SECRET equals a governance secret: one secret per partner")
+        partners = {
+            "DINGTALK_SECRET": self.dingtalk_secret,
+            "GOVERNANCE_SECRET": self.governance_secret,
+            "GOVERNANCE_CALLBACK_SECRET": self.governance_callback_secret,
+            "DISSUASION_SECRET": self.dissuasion_secret,
+            "WECHAT_APP_SECRET": self.wechat_app_secret,
+        }
+        for name, value in partners.items():
+            if self.dingtalk_app_secret and self.dingtalk_app_secret == value:
+                found.append(f"DINGTALK_APP_SECRET equals {name}: one secret per partner")
         if self.broadcast_rate_per_second <= 0:
             found.append("BROADCAST_RATE_PER_SECOND must be positive (sends per second)")
         if self.retention_days <= 0:
@@ -323,6 +339,7 @@ class Settings:
             ("GOVERNANCE_SECRET", self.governance_secret),
             ("GOVERNANCE_CALLBACK_SECRET", self.governance_callback_secret),
             ("DISSUASION_SECRET", self.dissuasion_secret),
+            ("DINGTALK_APP_SECRET", self.dingtalk_app_secret),
             ("RASA_TOKEN", self.rasa_token),
             ("ACTIONS_TOKEN", self.actions_token),
             ("METRICS_TOKEN", self.metrics_token),

@@ -3,9 +3,10 @@
 jmt db migrate            bring the database schema up to date
 jmt cases [--status S]    list hand-offs recorded by the assistant
 jmt tickets               list diversion tickets for the governance platform
-jmt user add NAME --role R [--community C] [--desk D] [--mobile M]
+jmt user add NAME --role R [--community C] [--desk D] [--dingtalk-id ID] [--mobile M]
                           create a console account (password from a prompt or stdin)
 jmt user list | disable NAME | reset NAME   accounts, lock one out, set a new password
+jmt user set-dingtalk NAME ID | --unbind    bind the officer's DingTalk user id (staffId)
 jmt demo-data             demo jurisdictions and accounts (development only)
 jmt train | evaluate      same as `make train` / `make evaluate`
 jmt nlu inbox | export      the trainers' inbox (masked), export to nlu_data/
@@ -83,21 +84,30 @@ def add_user(args: argparse.Namespace) -> None:
                 community=args.community,
                 desk=args.desk,
                 mobile=args.mobile,
+                dingtalk_id=args.dingtalk_id,
             )
             audit.record(session, None, "user_add", "user", user.id, via="cli", role=user.role)
             _print(f"created {user.role} {user.username} (id {user.id})")
     except (accounts.AccountError, PasswordError) as error:
         _fail("add", error)
-    if args.dingtalk_id:
-        # No column for it yet (schema changes wait for the next migration).
-        sys.stderr.write("jmt user add: --dingtalk-id is not stored yet; it was ignored\n")
 
 
 def list_users() -> None:
     db.migrate()
     with db.session_scope() as session:
         users = accounts.list_users(session=session)
-    header = ("id", "username", "role", "community", "desk", "mobile", "active", "failed", "locked")
+    header = (
+        "id",
+        "username",
+        "role",
+        "community",
+        "desk",
+        "mobile",
+        "dingtalk",
+        "active",
+        "failed",
+        "locked",
+    )
     rows = [
         (
             str(u.id),
@@ -106,6 +116,7 @@ def list_users() -> None:
             u.community or "-",
             u.desk or "-",
             u.mobile or "-",
+            u.dingtalk_id or "-",
             "yes" if u.active else "no",
             str(u.failed_logins),
             str(u.locked_pairs),
@@ -148,6 +159,26 @@ def reset_user(args: argparse.Namespace) -> None:
     _print(f"new password set for {args.name}; its login lockouts are cleared")
 
 
+def set_dingtalk(args: argparse.Namespace) -> None:
+    if (args.dingtalk_id is None) == (not args.unbind):
+        _fail("set-dingtalk", ValueError("give either a DingTalk id or --unbind"))
+    db.migrate()
+    try:
+        with db.session_scope() as session:
+            user = accounts.set_dingtalk_id(
+                session=session, username=args.name, dingtalk_id=args.dingtalk_id
+            )
+            audit.record(
+                session, None, "user_dingtalk", "user", user.id, via="cli", bound=not args.unbind
+            )
+    except accounts.AccountError as error:
+        _fail("set-dingtalk", error)
+    if args.unbind:
+        _print(f"{args.name} is no longer bound to a DingTalk account")
+    else:
+        _print(f"{args.name} now answers residents from DingTalk as {user.dingtalk_id}")
+
+
 def user_command(args: argparse.Namespace) -> None:
     if args.user_command == "add":
         add_user(args)
@@ -157,6 +188,8 @@ def user_command(args: argparse.Namespace) -> None:
         disable_user(args)
     elif args.user_command == "reset":
         reset_user(args)
+    elif args.user_command == "set-dingtalk":
+        set_dingtalk(args)
 
 
 def load_demo() -> None:
@@ -271,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--role", required=True, choices=accounts.ROLES)
     add.add_argument("--community")
     add.add_argument("--desk", choices=accounts.DESKS)
-    add.add_argument("--dingtalk-id", help="accepted, not stored yet")
+    add.add_argument("--dingtalk-id", help="the officer's DingTalk user id (staffId)")
     add.add_argument("--mobile", help="for DingTalk @-mentions of urgent cases")
     user_commands.add_parser("list", help="every account (never the password hashes)")
     disable = user_commands.add_parser("disable", help="refuse the account's logins and tokens")
@@ -280,6 +313,12 @@ def main(argv: list[str] | None = None) -> None:
         "reset", help="set a new password (read like add) and clear the lockouts"
     )
     reset.add_argument("name")
+    bind = user_commands.add_parser(
+        "set-dingtalk", help="bind (or --unbind) the officer's DingTalk user id (staffId)"
+    )
+    bind.add_argument("name")
+    bind.add_argument("dingtalk_id", nargs="?", metavar="ID")
+    bind.add_argument("--unbind", action="store_true", help="remove the binding")
     commands.add_parser("demo-data", help="load demo jurisdictions and accounts")
     commands.add_parser("train", help="train a model unless one matches the data")
     commands.add_parser("evaluate", help="evaluate the model on the held-out set")

@@ -487,3 +487,52 @@ def post_json_raw(url: str, body: bytes, headers: dict) -> tuple[int, object]:
     request = urllib.request.Request(url, body, {**headers, "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as reply:
         return reply.status, json.loads(reply.read())
+
+
+# ------------------------------------------------------------------ answered from DingTalk
+
+
+def test_an_officer_answers_from_dingtalk_and_the_resident_reads_it_in_wechat(bot):
+    """The 反诈 desk officer replies `#<case> text` to the DingTalk robot (a signed outgoing
+    callback, as DingTalk sends it): the reply claims the case and reaches the resident
+    through the outbox and the simulator's WeChat API stand-in."""
+    from gateway.routes.dingtalk import dingtalk_sign
+
+    gateway = bot["gateway"]
+    openid = f"o-e2e-{uuid.uuid4().hex[:8]}"
+    wechat_post(bot, text_xml(openid, "我被骗了，刚转了三万块给一个刷单的"))
+    wechat_post(bot, text_xml(openid, "他的卡号是6222021234567890123"))
+    [case] = cases(bot, openid)
+    assert (case.desk, case.status) == ("反诈", "open")
+
+    # the gateway runs with JMT_ENV=development: its DINGTALK_APP_SECRET default
+    secret = os.environ.get("DINGTALK_APP_SECRET") or "jmt-development-dingtalk-app"
+    stamp = str(int(time.time() * 1000))
+    message = {
+        "msgtype": "text",
+        "text": {
+            "content": f" #{case.id} 您好，我是反诈民警，已通知银行紧急止付，请保持电话畅通。"
+        },
+        "msgId": f"msg-e2e-{uuid.uuid4().hex[:12]}",
+        "conversationType": "1",
+        "senderStaffId": "demo-dt-fanzha",  # casework/demo.py binds it to `fanzha`
+        "senderNick": "反诈民警",
+        "isInAtList": True,
+    }
+    headers = {"timestamp": stamp, "sign": dingtalk_sign(stamp, secret)}
+    status, answer = post_json(f"{gateway}/api/dingtalk/callback", message, headers)
+    assert status == 200
+    assert isinstance(answer, dict) and answer["msgtype"] == "text"
+    assert answer["text"]["content"].startswith(f"已答复案件 #{case.id}，该案件已由您认领")
+
+    inbox = f"{gateway}/simulator/api/inbox?openid={openid}"
+    wait_until(lambda: any("已通知银行紧急止付" in m["content"] for m in get_json(inbox)))
+    [claimed] = cases(bot, openid)
+    assert claimed.status == "claimed" and claimed.first_reply_at is not None
+
+    # DingTalk delivers the same message again: the same answer, no second message
+    status, again = post_json(f"{gateway}/api/dingtalk/callback", message, headers)
+    assert (status, again) == (200, answer)
+    time.sleep(2)  # give a wrongly queued second message time to arrive
+    received = [m for m in get_json(inbox) if "已通知银行紧急止付" in m["content"]]
+    assert len(received) == 1

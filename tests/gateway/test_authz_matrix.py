@@ -194,6 +194,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     # ---- precision dissuasion: the platform's signed webhook (no signature: 401), imports,
     # tasks of community A (its officer, the 反诈 desk, commanders, admins)
     ("POST", "/api/dissuasion/leads"): Row(everyone(401), json={"leads": []}),
+    # ---- DingTalk's robot callback: signed with DINGTALK_APP_SECRET (no signature: 401)
+    ("POST", "/api/dingtalk/callback"): Row(
+        everyone(401), json={"msgId": "m1", "msgtype": "text", "text": {"content": "#1 您好"}}
+    ),
     ("POST", "/api/dissuasion/leads/upload"): Row(
         uploaders(), files={"file": ("leads.csv", LEADS_CSV, "text/csv")}
     ),

@@ -116,18 +116,40 @@ def test_user_add_has_no_password_option(database_url, monkeypatch, capsys):
     assert "--password" in err
 
 
-def test_user_add_accepts_a_dingtalk_id_and_says_it_is_not_stored(
-    database_url, monkeypatch, capsys
-):
-    code, _, err = run(
-        monkeypatch,
-        capsys,
-        ["user", "add", "wu", "--role", "officer", "--dingtalk-id", "manager4711"],
-        stdin=f"{PASSWORD}\n{PASSWORD}\n",
-    )
-    assert code == 0
-    assert "--dingtalk-id is not stored" in err
-    assert user("wu").username == "wu"
+def test_user_add_stores_the_dingtalk_id_once_per_account(database_url, monkeypatch, capsys):
+    twice = f"{PASSWORD}\n{PASSWORD}\n"
+    add = ["user", "add", "wu", "--role", "officer", "--dingtalk-id", "manager4711"]
+    code, _, err = run(monkeypatch, capsys, add, stdin=twice)
+    assert (code, err) == (0, "")
+    assert user("wu").dingtalk_id == "manager4711"
+    again = ["user", "add", "li", "--role", "officer", "--dingtalk-id", "manager4711"]
+    code, _, err = run(monkeypatch, capsys, again, stdin=twice)
+    assert code == 2 and "already bound to 'wu'" in err
+    code, _, _ = run(monkeypatch, capsys, ["user", "add", "li", "--role", "officer"], twice)
+    assert code == 0 and user("li").dingtalk_id is None  # many accounts without one
+
+
+def test_user_set_dingtalk_binds_rebinds_and_unbinds(database_url, monkeypatch, capsys):
+    twice = f"{PASSWORD}\n{PASSWORD}\n"
+    for name in ("zhang", "wang"):
+        run(monkeypatch, capsys, ["user", "add", name, "--role", "officer"], twice)
+    code, out, _ = run(monkeypatch, capsys, ["user", "set-dingtalk", "zhang", "dt-zhang"])
+    assert code == 0 and "dt-zhang" in out
+    assert user("zhang").dingtalk_id == "dt-zhang"
+    code, _, err = run(monkeypatch, capsys, ["user", "set-dingtalk", "wang", "dt-zhang"])
+    assert code == 2 and "already bound to 'zhang'" in err
+    assert run(monkeypatch, capsys, ["user", "set-dingtalk", "zhang", "dt-zhang"])[0] == 0
+    assert run(monkeypatch, capsys, ["user", "set-dingtalk", "zhang", "--unbind"])[0] == 0
+    assert user("zhang").dingtalk_id is None
+    assert run(monkeypatch, capsys, ["user", "set-dingtalk", "wang", "dt-zhang"])[0] == 0
+    assert run(monkeypatch, capsys, ["user", "set-dingtalk", "nobody", "dt-x"])[0] == 2
+    assert run(monkeypatch, capsys, ["user", "set-dingtalk", "wang"])[0] == 2  # no id
+    assert run(monkeypatch, capsys, ["user", "set-dingtalk", "wang", "has space"])[0] == 2
+    with db.session_scope() as session:
+        actions = session.execute(
+            select(AuditEntry.action).where(AuditEntry.action == "user_dingtalk")
+        ).all()
+    assert len(actions) == 4
 
 
 def test_user_add_refuses_a_duplicate_and_an_unknown_role(database_url, monkeypatch, capsys):
@@ -154,12 +176,13 @@ def test_user_list_shows_a_table_without_hashes(database_url, monkeypatch, capsy
         "community",
         "desk",
         "mobile",
+        "dingtalk",
         "active",
         "failed",
         "locked",
     ]
-    assert lines[1].split() == ["1", "zhang", "officer", "-", "反诈", "-", "yes", "5", "1"]
-    assert lines[2].split() == ["2", "wang", "commander", "-", "-", "-", "yes", "0", "0"]
+    assert lines[1].split() == ["1", "zhang", "officer", "-", "反诈", "-", "-", "yes", "5", "1"]
+    assert lines[2].split() == ["2", "wang", "commander", "-", "-", "-", "-", "yes", "0", "0"]
     assert "scrypt" not in out
 
 

@@ -79,6 +79,13 @@ def test_a_complete_production_configuration_starts(monkeypatch):
     production(monkeypatch).check_for_production()
 
 
+def test_production_may_leave_dingtalk_replies_off(monkeypatch):
+    """Without DINGTALK_APP_SECRET the gateway starts; only /api/dingtalk/callback is off
+    (503). With its own secret it starts too."""
+    assert production(monkeypatch).dingtalk_app_secret is None
+    production(monkeypatch, DINGTALK_APP_SECRET="robot-app-secret-0123").check_for_production()
+
+
 def test_unset_jmt_env_means_production(monkeypatch):
     message = refusal(monkeypatch, JMT_ENV=None, DATABASE_URL=None)
     assert "JMT_ENV=production" in message and "DATABASE_URL" in message
@@ -100,6 +107,9 @@ def test_unset_jmt_env_means_production(monkeypatch):
         ({"GOVERNANCE_CALLBACK_SECRET": "outgoing-ticket-secret"}, "equals GOVERNANCE_SECRET"),
         ({"DISSUASION_SECRET": None}, "DISSUASION_SECRET is missing"),
         ({"DISSUASION_SECRET": "incoming-callback-secret"}, "DISSUASION_SECRET equals a"),
+        ({"DINGTALK_APP_SECRET": "SEC-real-dingtalk"}, "DINGTALK_APP_SECRET equals DINGTALK_"),
+        ({"DINGTALK_APP_SECRET": "incoming-dissuasion-secret"}, "equals DISSUASION_SECRET"),
+        ({"DINGTALK_APP_SECRET": "replace-me"}, "DINGTALK_APP_SECRET is the .env.example"),
         ({"DATABASE_URL": "sqlite:////srv/jmt.sqlite3"}, "DATABASE_URL is SQLite"),
         ({"DATABASE_URL": None}, "DATABASE_URL is SQLite"),  # the default
         ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS must be a positive"),
@@ -129,6 +139,7 @@ def test_production_refuses_each_wrong_setting(monkeypatch, changes, named):
         "GOVERNANCE_SECRET",
         "GOVERNANCE_CALLBACK_SECRET",
         "DISSUASION_SECRET",
+        "DINGTALK_APP_SECRET",
         "RASA_TOKEN",
         "ACTIONS_TOKEN",
         "METRICS_TOKEN",
