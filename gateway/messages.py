@@ -46,6 +46,10 @@ class Incoming:
     metadata: dict[str, Any] = field(default_factory=dict)  # for Rasa
     local_reply: str | None = None  # answered by the gateway itself
     event: str | None = None
+    job: dict[str, Any] | None = None  # a template / mass send job's result (warnings)
+
+
+JOB_EVENTS = ("templatesendjobfinish", "masssendjobfinish")
 
 
 def describe(fields: Mapping[str, str]) -> Incoming:
@@ -121,6 +125,19 @@ def _describe_event(fields: Mapping[str, str], openid: str) -> Incoming:
         return Incoming(**base, content="[关注]", local_reply=WELCOME)
     if event == "unsubscribe":
         return Incoming(**base, content="[取消关注]")
+    if event in JOB_EVENTS:
+        # Keyed by the job's id: WeChat's retries of the event store nothing twice.
+        msg_id = str(int(fields["MsgID"]))
+        job: dict[str, Any] = {"event": event, "msg_id": msg_id, "status": fields["Status"]}
+        for name, key in (("TotalCount", "total"), ("SentCount", "sent"), ("ErrorCount", "errors")):
+            if name in fields:
+                job[key] = int(fields[name])
+        return Incoming(
+            **{**base, "dedupe_key": f"evt:{event}:{msg_id}"},
+            content=f"[事件] {event} {fields['Status'][:64]}",
+            media={"job": job},
+            job=job,
+        )
     if event == "click":
         menu_key = fields["EventKey"]
         if menu_key in MENU_TEXTS:

@@ -72,6 +72,14 @@ FIELDS: dict[str, Spec] = {
     "Latitude": Spec("float", low=-90, high=90),
     "Longitude": Spec("float", low=-180, high=180),
     "Precision": Spec("float", low=0, high=10_000_000),
+    # TEMPLATESENDJOBFINISH / MASSSENDJOBFINISH: the job's id (MsgID, not MsgId), its
+    # outcome ("success", "failed:user block", "send success", "err(10001)" …), counts
+    "MsgID": Spec("int", low=1, high=2**64 - 1),
+    "Status": Spec(max_length=128),
+    "TotalCount": Spec("int", low=0, high=10**9),
+    "FilterCount": Spec("int", low=0, high=10**9),
+    "SentCount": Spec("int", low=0, high=10**9),
+    "ErrorCount": Spec("int", low=0, high=10**9),
 }
 COMMON = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
 # What each message type needs (other types need only COMMON and get a polite reply).
@@ -91,6 +99,8 @@ EVENT_REQUIRED: dict[str, tuple[str, ...]] = {
     "view": ("EventKey",),
     "scan": ("EventKey",),
     "location": ("Latitude", "Longitude"),
+    "templatesendjobfinish": ("MsgID", "Status"),
+    "masssendjobfinish": ("MsgID", "Status"),
 }
 # A field whose limits depend on the event: a VIEW's EventKey is the menu's URL.
 EVENT_OVERRIDES: dict[tuple[str, str], Spec] = {("view", "EventKey"): URL}
