@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 20  # claimed per pass: 20 × a 10 s worst-case send stays inside CLAIM_TTL
 TAG_PREFIX = "jmt-"  # WeChat user tags of communities: jmt-万景社区
+STATE_EVERY = 0.5  # seconds: a pause or cancel stops a batch this soon
 NO_TEMPLATE = "WECHAT_WARNING_TEMPLATE_ID 未配置：无法发送模板消息"
 
 
@@ -216,11 +217,15 @@ class BroadcastWorker(BackgroundLoop):
         jobs = await asyncio.to_thread(self._claim, limit)
         done = 0
         stopped: set[int] = set()
+        checked: dict[int, float] = {}  # broadcast → when its state was last read
         for index, job in enumerate(jobs):
-            if job.broadcast_id in stopped or not await asyncio.to_thread(
-                self._still_sending, job.broadcast_id
-            ):
-                stopped.add(job.broadcast_id)  # paused or cancelled meanwhile
+            # Paused or cancelled meanwhile? Read at most every STATE_EVERY seconds.
+            due = time.monotonic() - checked.get(job.broadcast_id, float("-inf")) >= STATE_EVERY
+            if job.broadcast_id not in stopped and due:
+                checked[job.broadcast_id] = time.monotonic()
+                if not await asyncio.to_thread(self._still_sending, job.broadcast_id):
+                    stopped.add(job.broadcast_id)
+            if job.broadcast_id in stopped:
                 await asyncio.to_thread(self._put_back, [job])
                 continue
             await self._throttle()
