@@ -125,16 +125,18 @@ def _describe_event(fields: Mapping[str, str], openid: str) -> Incoming:
         return Incoming(**base, content="[关注]", local_reply=WELCOME)
     if event == "unsubscribe":
         return Incoming(**base, content="[取消关注]")
-    if event in JOB_EVENTS:
-        # Keyed by the job's id: WeChat's retries of the event store nothing twice.
+    if event in JOB_EVENTS and "MsgID" in fields:
+        # Keyed by the job's id: WeChat's retries of the event store nothing twice. (One
+        # without MsgID names no job: stored like any other event, nothing to update.)
         msg_id = str(int(fields["MsgID"]))
-        job: dict[str, Any] = {"event": event, "msg_id": msg_id, "status": fields["Status"]}
+        status = fields.get("Status", "")
+        job: dict[str, Any] = {"event": event, "msg_id": msg_id, "status": status}
         for name, key in (("TotalCount", "total"), ("SentCount", "sent"), ("ErrorCount", "errors")):
             if name in fields:
                 job[key] = int(fields[name])
         return Incoming(
             **{**base, "dedupe_key": f"evt:{event}:{msg_id}"},
-            content=f"[事件] {event} {fields['Status'][:64]}",
+            content=f"[事件] {event} {status[:64]}",
             media={"job": job},
             job=job,
         )

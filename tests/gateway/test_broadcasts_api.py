@@ -180,8 +180,10 @@ def test_job_events_on_wechat_update_the_figures(wechat, client, database_url):
     shown = client.get(f"/api/broadcasts/{broadcast_id}", headers=commander).json()
     assert (shown["sent"], shown["failed"]) == (1, 1)
     assert shown["failed_by_reason"] == {"模板消息未送达：failed:user block": 1}
-    malformed = xml_message("o-a1", "event", {"Event": "TEMPLATESENDJOBFINISH", "Status": "x"})
-    assert wechat.post(malformed).status_code == 400  # signed, but no MsgID
+    malformed = xml_message(
+        "o-a1", "event", {"Event": "TEMPLATESENDJOBFINISH", "MsgID": "12ab", "Status": "x"}
+    )
+    assert wechat.post(malformed).status_code == 400  # signed, but MsgID is not a number
 
 
 def test_mass_job_event_and_the_stand_in_through_wechatpy(wechat, client, database_url):
@@ -246,3 +248,24 @@ class _Recorder:
     def send_template(self, openid: str, template_id: str, data: dict) -> str:
         self.sent += 1
         return str(self.sent)
+
+
+def test_a_mass_job_event_with_its_structured_results_is_read(wechat, client):
+    """WeChat's MASSSENDJOBFINISH carries CopyrightCheckResult / ArticleUrlResult with
+    elements inside: those two are skipped, anything else nested is still refused."""
+    xml = (
+        "<xml><ToUserName><![CDATA[gh_jmt]]></ToUserName>"
+        "<FromUserName><![CDATA[mphelper]]></FromUserName><CreateTime>1764900000</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[MASSSENDJOBFINISH]]></Event>"
+        "<MsgID>1000001625</MsgID><Status><![CDATA[err(30003)]]></Status>"
+        "<TotalCount>0</TotalCount><FilterCount>0</FilterCount><SentCount>0</SentCount>"
+        "<ErrorCount>0</ErrorCount><CopyrightCheckResult><Count>2</Count><ResultList><item>"
+        "<ArticleIdx>1</ArticleIdx><UserDeclareState>0</UserDeclareState></item></ResultList>"
+        "<CheckState>2</CheckState></CopyrightCheckResult>"
+        "<ArticleUrlResult><Count>1</Count><ResultList><item><ArticleIdx>1</ArticleIdx>"
+        "<ArticleUrl><![CDATA[https://mp.weixin.qq.com/s?x]]></ArticleUrl></item></ResultList>"
+        "</ArticleUrlResult></xml>"
+    )
+    assert wechat.post(xml).text == "success"
+    nested_elsewhere = xml.replace("<SentCount>0</SentCount>", "<SentCount><a>0</a></SentCount>")
+    assert wechat.post(nested_elsewhere).status_code == 400
