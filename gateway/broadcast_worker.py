@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 20  # claimed per pass: 20 × a 10 s worst-case send stays inside CLAIM_TTL
 TAG_PREFIX = "jmt-"  # WeChat user tags of communities: jmt-万景社区
+BURST_SECONDS = 1.0  # the throttle may catch up this much lost time
 STATE_EVERY = 0.5  # seconds: a pause or cancel stops a batch this soon
 NO_TEMPLATE = "WECHAT_WARNING_TEMPLATE_ID 未配置：无法发送模板消息"
 
@@ -205,10 +206,13 @@ class BroadcastWorker(BackgroundLoop):
             return queue.complete_finished(session=session, now=self.clock())
 
     async def _throttle(self) -> None:
+        """Token bucket: on average `rate` sends a second; time lost to a batch's own
+        work (claims, sweeps) may be caught up, at most BURST_SECONDS' worth at once."""
         now = time.monotonic()
+        self._next_slot = max(self._next_slot, now - BURST_SECONDS)
         if self._next_slot > now:
             await self.sleep(self._next_slot - now)
-        self._next_slot = max(self._next_slot, now) + 1.0 / self.rate
+        self._next_slot += 1.0 / self.rate
 
     async def send_batch(self) -> int:
         """Claim a batch and send it at the configured rate. Returns how many were sent
