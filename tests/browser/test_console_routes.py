@@ -23,6 +23,7 @@ def client() -> TestClient:
         ("/console", "queue.js"),
         ("/console/cases/7", "case.js"),
         ("/console/tickets", "tickets.js"),
+        ("/console/broadcasts", "broadcasts.js"),
         ("/console/metrics", "metrics.js"),
     ],
 )

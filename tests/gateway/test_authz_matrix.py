@@ -170,6 +170,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/console/login"): Row(everyone(200)),
     ("GET", "/console/cases/{case_id}"): Row(everyone(200)),
     ("GET", "/console/tickets"): Row(everyone(200)),
+    ("GET", "/console/broadcasts"): Row(everyone(200)),
     ("GET", "/console/metrics"): Row(everyone(200)),
     ("GET", "/console/nlu"): Row(everyone(200)),
     ("GET", "/console/static/{name}"): Row(everyone(200)),
