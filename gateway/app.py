@@ -12,12 +12,14 @@ from fastapi.responses import JSONResponse
 from casework import db, logconfig, logsafe, posture
 from casework.settings import Settings, get_settings
 from gateway import observability, protocol
+from gateway.broadcast_worker import BroadcastWorker
 from gateway.console import routes as console
 from gateway.dispatcher import Dispatcher
 from gateway.outbox_worker import OutboxWorker
 from gateway.ratelimit import rate_limiter_from_settings
 from gateway.routes import (
     auth,
+    broadcasts,
     cases,
     conversations,
     dingtalk,
@@ -66,6 +68,7 @@ def create_app(
                 posture.check_production_database(session=session)
         client = rasa or RasaClient.from_settings(settings)
         worker = None
+        broadcaster = None
         if settings.wechat_app_id and settings.wechat_app_secret:
             api = WeChatApi(
                 settings.wechat_app_id,
@@ -74,12 +77,23 @@ def create_app(
                 storage=SqlTokenStorage(settings.database_url),
             )
             worker = OutboxWorker(WeChatMessenger(api), database_url=settings.database_url)
+            # Warnings: this worker's share of the account-wide rate (issue 11).
+            broadcaster = BroadcastWorker(
+                WeChatMessenger(api),
+                database_url=settings.database_url,
+                template_id=settings.wechat_warning_template_id,
+                rate_per_second=settings.broadcast_rate_per_second
+                / max(settings.gateway_workers, 1),
+                mass_send=settings.broadcast_mass_send,
+            )
             if start_outbox:
                 worker.start()
+                broadcaster.start()
         else:
             logger.warning("WECHAT_APP_ID/SECRET not set: customer-service messages stay queued")
         app.state.rasa = client
         app.state.outbox = worker
+        app.state.broadcaster = broadcaster
         probe = ActionServerProbe(settings.action_server_url if probe_actions else None)
         app.state.inbound = InboundService(
             rasa=client,
@@ -108,6 +122,8 @@ def create_app(
         await probe.close()
         if worker is not None:
             await worker.stop()
+        if broadcaster is not None:
+            await broadcaster.stop()
         await client.close()
 
     app = FastAPI(
@@ -133,6 +149,7 @@ def create_app(
         dissuasion.router,
         dissuasion.stop_payment_router,
         dingtalk.router,
+        broadcasts.router,
         events.router,
         metrics.router,
         prometheus.router,

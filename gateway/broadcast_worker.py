@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 20  # claimed per pass: 20 × a 10 s worst-case send stays inside CLAIM_TTL
 TAG_PREFIX = "jmt-"  # WeChat user tags of communities: jmt-万景社区
+BURST_SECONDS = 1.0  # the throttle may catch up this much lost time
+STATE_EVERY = 0.5  # seconds: a pause or cancel stops a batch this soon
 NO_TEMPLATE = "WECHAT_WARNING_TEMPLATE_ID 未配置：无法发送模板消息"
 
 
@@ -204,10 +206,13 @@ class BroadcastWorker(BackgroundLoop):
             return queue.complete_finished(session=session, now=self.clock())
 
     async def _throttle(self) -> None:
+        """Token bucket: on average `rate` sends a second; time lost to a batch's own
+        work (claims, sweeps) may be caught up, at most BURST_SECONDS' worth at once."""
         now = time.monotonic()
+        self._next_slot = max(self._next_slot, now - BURST_SECONDS)
         if self._next_slot > now:
             await self.sleep(self._next_slot - now)
-        self._next_slot = max(self._next_slot, now) + 1.0 / self.rate
+        self._next_slot += 1.0 / self.rate
 
     async def send_batch(self) -> int:
         """Claim a batch and send it at the configured rate. Returns how many were sent
@@ -216,11 +221,15 @@ class BroadcastWorker(BackgroundLoop):
         jobs = await asyncio.to_thread(self._claim, limit)
         done = 0
         stopped: set[int] = set()
+        checked: dict[int, float] = {}  # broadcast → when its state was last read
         for index, job in enumerate(jobs):
-            if job.broadcast_id in stopped or not await asyncio.to_thread(
-                self._still_sending, job.broadcast_id
-            ):
-                stopped.add(job.broadcast_id)  # paused or cancelled meanwhile
+            # Paused or cancelled meanwhile? Read at most every STATE_EVERY seconds.
+            due = time.monotonic() - checked.get(job.broadcast_id, float("-inf")) >= STATE_EVERY
+            if job.broadcast_id not in stopped and due:
+                checked[job.broadcast_id] = time.monotonic()
+                if not await asyncio.to_thread(self._still_sending, job.broadcast_id):
+                    stopped.add(job.broadcast_id)
+            if job.broadcast_id in stopped:
                 await asyncio.to_thread(self._put_back, [job])
                 continue
             await self._throttle()

@@ -47,6 +47,10 @@ class Incoming:
     metadata: dict[str, Any] = field(default_factory=dict)  # for Rasa
     local_reply: str | None = None  # answered by the gateway itself
     event: str | None = None
+    job: dict[str, Any] | None = None  # a template / mass send job's result (warnings)
+
+
+JOB_EVENTS = ("templatesendjobfinish", "masssendjobfinish")
 
 
 def describe(fields: Mapping[str, str]) -> Incoming:
@@ -122,6 +126,21 @@ def _describe_event(fields: Mapping[str, str], openid: str) -> Incoming:
         return Incoming(**base, content="[关注]", local_reply=WELCOME)
     if event == "unsubscribe":
         return Incoming(**base, content="[取消关注]")
+    if event in JOB_EVENTS and "MsgID" in fields:
+        # Keyed by the job's id: WeChat's retries of the event store nothing twice. (One
+        # without MsgID names no job: stored like any other event, nothing to update.)
+        msg_id = str(int(fields["MsgID"]))
+        status = fields.get("Status", "")
+        job: dict[str, Any] = {"event": event, "msg_id": msg_id, "status": status}
+        for name, key in (("TotalCount", "total"), ("SentCount", "sent"), ("ErrorCount", "errors")):
+            if name in fields:
+                job[key] = int(fields[name])
+        return Incoming(
+            **{**base, "dedupe_key": f"evt:{event}:{msg_id}"},
+            content=f"[事件] {event} {status[:64]}",
+            media={"job": job},
+            job=job,
+        )
     if event == "click":
         menu_key = fields["EventKey"]
         if menu_key in MENU_TEXTS:

@@ -72,6 +72,14 @@ FIELDS: dict[str, Spec] = {
     "Latitude": Spec("float", low=-90, high=90),
     "Longitude": Spec("float", low=-180, high=180),
     "Precision": Spec("float", low=0, high=10_000_000),
+    # TEMPLATESENDJOBFINISH / MASSSENDJOBFINISH: the job's id (MsgID, not MsgId), its
+    # outcome ("success", "failed:user block", "send success", "err(10001)" …), counts
+    "MsgID": Spec("int", low=1, high=2**64 - 1),
+    "Status": Spec(max_length=128),
+    "TotalCount": Spec("int", low=0, high=10**9),
+    "FilterCount": Spec("int", low=0, high=10**9),
+    "SentCount": Spec("int", low=0, high=10**9),
+    "ErrorCount": Spec("int", low=0, high=10**9),
 }
 COMMON = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
 # What each message type needs (other types need only COMMON and get a polite reply).
@@ -92,6 +100,12 @@ EVENT_REQUIRED: dict[str, tuple[str, ...]] = {
     "scan": ("EventKey",),
     "location": ("Latitude", "Longitude"),
 }
+# The only structured fields WeChat sends: MASSSENDJOBFINISH's copyright-check and article
+# results. Their insides are skipped unread (at most NESTED_MAX elements, NESTED_DEPTH
+# deep); the field's value is "". Anything else nested is refused as before.
+NESTED_SKIPPED = frozenset({"CopyrightCheckResult", "ArticleUrlResult"})
+NESTED_MAX = 500
+NESTED_DEPTH = 6
 # A field whose limits depend on the event: a VIEW's EventKey is the menu's URL.
 EVENT_OVERRIDES: dict[tuple[str, str], Spec] = {("view", "EventKey"): URL}
 
@@ -104,6 +118,7 @@ class _FlatReader:
         self.depth = 0
         self.field = ""
         self.text: list[str] = []
+        self.nested = 0  # elements skipped inside NESTED_SKIPPED fields
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
         self.depth += 1
@@ -118,6 +133,10 @@ class _FlatReader:
             if len(self.fields) >= MAX_FIELDS:
                 raise InvalidCallback("too many fields")
             self.field, self.text = name, []
+        elif self.field in NESTED_SKIPPED and self.depth <= NESTED_DEPTH:
+            self.nested += 1
+            if self.nested > NESTED_MAX or not _NAME.fullmatch(name):
+                raise InvalidCallback(f"too much inside <{self.field}>")
         else:
             raise InvalidCallback(f"a nested element inside <{self.field}>")
         if attributes:  # after the name checks: a refusal never echoes a name of any length
@@ -125,12 +144,14 @@ class _FlatReader:
 
     def end(self, name: str) -> None:
         if self.depth == 2:
-            self.fields[name] = "".join(self.text)
+            self.fields[name] = "" if name in NESTED_SKIPPED else "".join(self.text)
         self.depth -= 1
 
     def characters(self, data: str) -> None:
         if self.depth == 2:
             self.text.append(data)
+        elif self.depth > 2 and self.field in NESTED_SKIPPED:
+            return  # skipped unread
         elif data.strip():
             raise InvalidCallback("text outside the fields")
 

@@ -34,6 +34,7 @@ STATIC_FILES = {
     "metrics.js": "text/javascript; charset=utf-8",
     "nlu.js": "text/javascript; charset=utf-8",
     "dissuasion.js": "text/javascript; charset=utf-8",
+    "broadcasts.js": "text/javascript; charset=utf-8",
 }
 
 SECURITY_HEADERS = {
@@ -51,6 +52,7 @@ NAV = (
     ("queue", "/console", "待办队列"),
     ("tickets", "/console/tickets", "工单"),
     ("dissuasion", "/console/dissuasion", "精准劝阻"),
+    ("broadcasts", "/console/broadcasts", "预警推送"),
     ("metrics", "/console/metrics", "数据统计"),
     ("nlu", "/console/nlu", "语料标注"),
 )
@@ -300,6 +302,77 @@ DISSUASION = """<div class="page-head">
   </form>
 </section>"""
 
+BROADCASTS = """<div class="page-head">
+  <h1>预警推送</h1>
+</div>
+<div class="charts two">
+<section class="card">
+  <h2>发布预警</h2>
+  <p id="compose-error" class="error" role="alert" hidden></p>
+  <form id="compose" class="stack">
+    <label>主题 <select id="bc-topic" required></select></label>
+    <label>标题 <input id="bc-title" required maxlength="64" size="40"
+      placeholder="如：警惕冒充客服退款诈骗"></label>
+    <label>正文 <textarea id="bc-text" required maxlength="600" rows="5" cols="48"
+      placeholder="简明写清：什么骗局、怎么识别、遇到怎么办（96110 / 110）"></textarea></label>
+    <fieldset>
+      <legend>发送对象</legend>
+      <label><input type="radio" name="aud-kind" value="district" checked> 全区居民</label>
+      <label><input type="radio" name="aud-kind" value="streets"> 按街道</label>
+      <label><input type="radio" name="aud-kind" value="communities"> 按社区</label>
+      <label><input type="radio" name="aud-kind" value="reported"> 近期报告过某类问题的居民</label>
+      <label><input type="radio" name="aud-kind" value="openids"> 指定居民（openid）</label>
+      <div data-aud="streets" hidden><input id="aud-streets" size="40"
+        placeholder="街道名称，多个用逗号分隔"></div>
+      <div data-aud="communities" hidden><input id="aud-communities" size="40"
+        placeholder="社区名称，多个用逗号分隔"></div>
+      <div data-aud="reported" hidden><select id="aud-category"></select>
+        近 <input id="aud-days" type="number" min="1" max="365" value="30" size="4"> 天</div>
+      <div data-aud="openids" hidden><textarea id="aud-openids" rows="3" cols="48"
+        placeholder="每行一个 openid"></textarea></div>
+    </fieldset>
+    <label>定时发送（北京时间，留空即立即发送）
+      <input id="bc-send-at" type="datetime-local"></label>
+    <div class="actions">
+      <button id="bc-preview" type="button">预览</button>
+      <button id="bc-send" type="submit">发布</button>
+    </div>
+  </form>
+</section>
+<section class="card" id="preview" hidden>
+  <h2>微信中的样子</h2>
+  <h3>模板消息（48小时内未互动的居民）</h3>
+  <pre id="preview-template" class="wechat-bubble"></pre>
+  <h3>客服消息 / 群发（48小时内互动过的居民）</h3>
+  <pre id="preview-text" class="wechat-bubble"></pre>
+</section>
+</div>
+<section class="card">
+  <h2>已发布的预警</h2>
+  <p id="list-error" class="error" role="alert" hidden></p>
+  <table class="grid" id="broadcasts">
+    <thead><tr><th>编号</th><th>主题</th><th>标题</th><th>状态</th><th>发送时间</th><th>发布人</th>
+    </tr></thead>
+    <tbody id="bc-body"></tbody>
+  </table>
+  <p id="bc-empty" class="empty" hidden>暂无预警。</p>
+  <div class="pager"><button id="bc-prev" type="button">上一页</button>
+    <span id="bc-page" class="muted"></span>
+    <button id="bc-next" type="button">下一页</button></div>
+</section>
+<section class="card" id="bc-detail" hidden>
+  <h2 id="bc-detail-title"></h2>
+  <p>状态：<span id="bc-detail-status"></span></p>
+  <div id="bc-figures" class="tiles"></div>
+  <p id="bc-reasons" class="muted"></p>
+  <p id="bc-channels" class="muted"></p>
+  <div class="actions">
+    <button id="bc-pause" type="button" hidden>暂停</button>
+    <button id="bc-resume" type="button" hidden>继续发送</button>
+    <button id="bc-cancel" type="button" hidden>取消发送</button>
+  </div>
+</section>"""
+
 METRICS = """<div class="page-head">
   <h1>数据统计</h1>
   <div class="tabs" role="tablist" id="days">
@@ -401,6 +474,11 @@ async def tickets_page() -> HTMLResponse:
 @router.get("/dissuasion", response_class=HTMLResponse)
 async def dissuasion_page() -> HTMLResponse:
     return _page("精准劝阻", "dissuasion.js", DISSUASION, active="dissuasion")
+
+
+@router.get("/broadcasts", response_class=HTMLResponse)
+async def broadcasts_page() -> HTMLResponse:
+    return _page("预警推送", "broadcasts.js", BROADCASTS, active="broadcasts")
 
 
 @router.get("/metrics", response_class=HTMLResponse)

@@ -9,6 +9,7 @@ answers 503 so WeChat retries; nothing else ever reaches the caller as an error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.background import BackgroundTask
 
+from casework import broadcast_queue, db
 from casework.intake import Replayed, SignedCallback
 from gateway import protocol
 from gateway.messages import describe
@@ -87,6 +89,12 @@ async def receive(request: Request) -> Response:
         # Not stored (the database is down?): 503 makes WeChat retry the same message.
         logger.exception("could not handle %s", incoming.dedupe_key)
         return PlainTextResponse("temporarily unavailable", status_code=503)
+    if incoming.job is not None:  # a warning's template / mass job finished (idempotent)
+        try:
+            await asyncio.to_thread(record_job, settings.database_url, incoming.job)
+        except Exception:
+            logger.exception("could not record %s", incoming.dedupe_key)
+            return PlainTextResponse("temporarily unavailable", status_code=503)
     background = BackgroundTask(_run_after, after) if after else None
     if reply is None:
         return PlainTextResponse("success", background=background)
@@ -95,6 +103,19 @@ async def receive(request: Request) -> Response:
         media_type="application/xml",
         background=background,
     )
+
+
+def record_job(database_url: str, job: dict) -> None:
+    with db.session_scope(database_url) as session:
+        broadcast_queue.record_job_result(
+            session=session,
+            event=job["event"],
+            msg_id=job["msg_id"],
+            status=job["status"],
+            total=job.get("total"),
+            sent=job.get("sent"),
+            errors=job.get("errors"),
+        )
 
 
 async def _run_after(steps: list[Callable[[], Awaitable[None]]]) -> None:

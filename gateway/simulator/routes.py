@@ -76,6 +76,67 @@ async def custom_send(request: Request, access_token: str = "") -> Response:
     return JSONResponse(answer)
 
 
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+def _answer(status: int, answer: dict[str, Any]) -> Response:
+    if status != 200:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "error"
+        return PlainTextResponse(phrase, status_code=status)
+    return JSONResponse(answer)
+
+
+@router.post("/wechat-api/cgi-bin/message/template/send")
+async def template_send(request: Request, access_token: str = "") -> Response:
+    """SIMULATED template message (warnings to residents outside the 48 h window)."""
+    return _answer(*standin_of(request).send_template(access_token, await _json_body(request)))
+
+
+@router.post("/wechat-api/cgi-bin/message/mass/sendall")
+async def mass_sendall(request: Request, access_token: str = "") -> Response:
+    """SIMULATED mass send by user tag."""
+    return _answer(*standin_of(request).send_mass_by_tag(access_token, await _json_body(request)))
+
+
+@router.get("/wechat-api/cgi-bin/tags/get")
+async def tags_get(request: Request, access_token: str = "") -> Response:
+    return _answer(*standin_of(request).tag_call(access_token, "get", None))
+
+
+@router.post("/wechat-api/cgi-bin/tags/{action}")
+async def tags_post(action: str, request: Request, access_token: str = "") -> Response:
+    """SIMULATED user tags: create, members/batchtagging, members/batchuntagging."""
+    return _answer(*standin_of(request).tag_call(access_token, action, await _json_body(request)))
+
+
+@router.post("/wechat-api/cgi-bin/tags/members/{action}")
+async def tag_members(action: str, request: Request, access_token: str = "") -> Response:
+    return _answer(*standin_of(request).tag_call(access_token, action, await _json_body(request)))
+
+
+@router.post("/wechat-api/cgi-bin/user/tag/get")
+async def tag_users(request: Request, access_token: str = "") -> Response:
+    return _answer(*standin_of(request).tag_call(access_token, "users", await _json_body(request)))
+
+
+@router.get("/api/warnings")
+async def warnings_sent(request: Request) -> dict[str, Any]:
+    """What the SIMULATED WeChat received for warnings: template messages and mass sends."""
+    standin = standin_of(request)
+    return {
+        "simulated": True,
+        "templates": [t.as_dict() for t in standin.templates],
+        "mass_sends": [m.as_dict() for m in standin.mass_sends],
+    }
+
+
 @router.get("/api/inbox")
 async def inbox(request: Request, openid: str, after: int = Query(0, ge=0)) -> list[dict]:
     return [m.as_dict() for m in standin_of(request).messages_for(openid, after)]

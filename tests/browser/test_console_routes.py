@@ -24,6 +24,7 @@ def client() -> TestClient:
         ("/console/cases/7", "case.js"),
         ("/console/tickets", "tickets.js"),
         ("/console/dissuasion", "dissuasion.js"),
+        ("/console/broadcasts", "broadcasts.js"),
         ("/console/metrics", "metrics.js"),
     ],
 )

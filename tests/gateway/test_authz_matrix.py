@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,8 +30,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from starlette.routing import Route
 
-from casework import accounts, db, dissuasion, nlu_export, stop_payments
+from casework import accounts, broadcasts, db, dissuasion, nlu_export, stop_payments
+from casework.broadcast_schemas import AudienceIn
 from casework.cases import open_case, open_ticket
+from casework.clock import utcnow
 from casework.conversations import conversation_for, record_inbound
 from casework.dissuasion_schemas import LeadIn
 from casework.models import Case, User
@@ -138,12 +141,16 @@ class Row:
     fresh_task: bool = False  # acts on a new community-A dissuasion task per check
     case: str = "noise_case"  # the fixture record whose id fills {case_id}
     files: dict[str, Any] | None = None  # a multipart upload
+    params: dict[str, Any] | None = None  # the query string
+    fresh_broadcast: str | None = None  # acts on a new community-A broadcast in this state
 
 
 STREAM_NOTE = (
     "/api/events never ends, so a 200 cannot be awaited through TestClient; the stream "
     "itself is tested over real HTTP in tests/gateway/test_cases_api.py"
 )
+
+BROADCAST_A = {"communities": [COMMUNITY_A]}
 
 MATRIX: dict[tuple[str, str], Row] = {
     # ---- public: WeChat's callback (signature required), health, docs, console shells
@@ -164,6 +171,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/console/cases/{case_id}"): Row(everyone(200)),
     ("GET", "/console/tickets"): Row(everyone(200)),
     ("GET", "/console/dissuasion"): Row(everyone(200)),
+    ("GET", "/console/broadcasts"): Row(everyone(200)),
     ("GET", "/console/metrics"): Row(everyone(200)),
     ("GET", "/console/nlu"): Row(everyone(200)),
     ("GET", "/console/static/{name}"): Row(everyone(200)),
@@ -219,6 +227,20 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/cases/{case_id}/stop-payments/{stop_payment_id}/result"): Row(
         anti_fraud(), json={"frozen": 50}, case="fraud_case_a"
     ),
+    # ---- warnings (预警推送): officers to their own community only (officer_b's and the
+    # desk's are not community A: 403); a community-A broadcast is scoped like a case
+    ("POST", "/api/broadcasts"): Row(
+        {**scoped(200), "officer_b": 403, "desk": 403},
+        json={"topic": "fraud", "title": "防诈提醒", "text": "请勿轻信", "audience": BROADCAST_A},
+    ),
+    ("GET", "/api/broadcasts"): Row(officers_only(200)),
+    ("GET", "/api/broadcasts/preview"): Row(
+        officers_only(200), params={"topic": "fraud", "title": "防诈提醒", "text": "请勿轻信"}
+    ),
+    ("GET", "/api/broadcasts/{broadcast_id}"): Row(scoped()),
+    ("POST", "/api/broadcasts/{broadcast_id}/pause"): Row(scoped(), fresh_broadcast="scheduled"),
+    ("POST", "/api/broadcasts/{broadcast_id}/resume"): Row(scoped(), fresh_broadcast="paused"),
+    ("POST", "/api/broadcasts/{broadcast_id}/cancel"): Row(scoped(), fresh_broadcast="scheduled"),
     # ---- officers' tools and aggregates (no resident words)
     ("GET", "/api/canned-replies"): Row(officers_only(200)),
     ("GET", "/api/officers"): Row(officers_only(200)),
@@ -300,6 +322,28 @@ def _lead(external_id: str, address: str | None) -> LeadIn:
     )
 
 
+def _broadcast(session, author: User, *, paused: bool) -> int:
+    """A community-A warning (scheduled in an hour), paused when asked."""
+    created = broadcasts.compose(
+        session=session,
+        user=author,
+        topic="fraud",
+        title="防诈提醒",
+        text="请勿轻信陌生来电",
+        audience=AudienceIn(**BROADCAST_A),
+        send_at=utcnow() + timedelta(hours=1),
+    )
+    if paused:
+        broadcasts.pause(session=session, user=author, broadcast_id=created.id)
+    return created.id
+
+
+def _fresh_broadcast(state: str) -> int:
+    with db.session_scope() as session:
+        commander = session.execute(select(User).where(User.username == "commander")).scalar_one()
+        return _broadcast(session, commander, paused=state == "paused")
+
+
 def _make_records() -> dict[str, int]:
     with db.session_scope() as session:
         _user(session, "officer_a", "officer", community=COMMUNITY_A)
@@ -352,7 +396,9 @@ def _make_records() -> dict[str, int]:
             leads=[_lead("matrix-task-a", COMMUNITY_A), _lead("matrix-task-desk", None)],
             actor=None,
         ).task_ids
+        broadcast = _broadcast(session, commander, paused=False)
         return {
+            "broadcast": broadcast,
             "fraud_case_a": fraud_a.id,
             "stop_payment": stop.id,
             "task_a": task_a,
@@ -413,6 +459,7 @@ def _path(world: World, template: str, row: Row) -> str:
         "case_id": world.ids[row.case],
         "task_id": world.ids["task_a"],
         "stop_payment_id": world.ids["stop_payment"],
+        "broadcast_id": world.ids["broadcast"],
         "conversation_id": world.ids["resident"],
         "ticket_id": world.ids["ticket"],
         "message_id": world.ids["message"],
@@ -422,6 +469,8 @@ def _path(world: World, template: str, row: Row) -> str:
         values |= _fresh_ids(world)
     if row.fresh_task:
         values["task_id"] = _fresh_task(world)
+    if row.fresh_broadcast:
+        values["broadcast_id"] = _fresh_broadcast(row.fresh_broadcast)
     return template.format(**values)
 
 
@@ -435,6 +484,8 @@ def _check(world: World, method: str, template: str, row: Row, role: str) -> str
         kwargs["json"] = row.json
     if row.files is not None:
         kwargs["files"] = row.files
+    if row.params is not None:
+        kwargs["params"] = row.params
     if row.form:
         user = role if role != "anonymous" else "nobody"
         kwargs["data"] = {"username": user, "password": PASSWORD}
