@@ -84,9 +84,14 @@ class MassGroup:
 # ------------------------------------------------------------------ who may receive
 
 
+# WeChat's own senders: MASSSENDJOBFINISH comes from the 群发助手, stored like any event.
+SYSTEM_OPENIDS = ("mphelper",)
+
+
 def real_openid() -> ColumnElement[bool]:
-    """A WeChat user, not a stand-in sender such as `dissuasion:<task id>`."""
-    return ~Resident.openid.contains(":")
+    """A WeChat user: not a stand-in sender such as `dissuasion:<task id>`, nor WeChat's
+    mass-send assistant (whose job events create a conversation of their own)."""
+    return and_(~Resident.openid.contains(":"), Resident.openid.not_in(SYSTEM_OPENIDS))
 
 
 def _topic_refused(topic: Any) -> ColumnElement[bool]:

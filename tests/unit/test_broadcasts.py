@@ -154,6 +154,7 @@ def test_targeting_rules(database_url, commander):
     make_resident("o-weather", A)
     make_resident("o-fraud-only", A)
     make_resident("dissuasion:7", A)  # a placeholder sender, not a WeChat user
+    make_resident("mphelper")  # WeChat's mass-send assistant (its job events are stored)
     with db.session_scope() as session:
         subscriptions.opt_out(session=session, openid="o-out")
         subscriptions.choose_topics(session=session, openid="o-weather", topics=["weather"])
@@ -183,6 +184,7 @@ def test_targeting_rules(database_url, commander):
     assert street["o-out"][0] == street["o-weather"][0] == "opted_out"
     assert street["o-gone"][0] == "skipped"
     assert "dissuasion:7" not in street and "o-c1" not in street
+    assert "mphelper" not in resolve({"district": True})
     district = resolve({"district": True})
     assert set(district) == {
         "o-a1",
