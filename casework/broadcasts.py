@@ -51,6 +51,11 @@ ACCOUNT_NAME = "镇海警民通"
 # ------------------------------------------------------------------ how it looks in WeChat
 
 
+# The bot understands 退订 / 取消提醒 in any wording (the unsubscribe_warnings intent), and
+# 订阅提醒 brings the warnings back: every warning says so.
+OPT_OUT_HINT = "不想再收到预警？回复“退订”即可，回复“订阅提醒”可恢复。"
+
+
 def template_data(*, topic: str, title: str, text: str, at: datetime) -> dict[str, Any]:
     """The template message's fields (a 预警通知 template: first, keyword1 预警类型,
     keyword2 发布时间, remark); the template itself is WECHAT_WARNING_TEMPLATE_ID."""
@@ -58,13 +63,16 @@ def template_data(*, topic: str, title: str, text: str, at: datetime) -> dict[st
         "first": {"value": f"【{WARNING_TOPIC_LABELS.get(topic, topic)}】{title}"},
         "keyword1": {"value": WARNING_TOPIC_LABELS.get(topic, topic)},
         "keyword2": {"value": beijing(at).strftime("%Y-%m-%d %H:%M")},
-        "remark": {"value": text},
+        "remark": {"value": f"{text}\n{OPT_OUT_HINT}"},
     }
 
 
 def message_text(*, topic: str, title: str, text: str) -> str:
     """The text of a customer-service or mass message."""
-    return f"【{WARNING_TOPIC_LABELS.get(topic, topic)}】{title}\n{text}\n—— {ACCOUNT_NAME}"
+    return (
+        f"【{WARNING_TOPIC_LABELS.get(topic, topic)}】{title}\n{text}\n"
+        f"—— {ACCOUNT_NAME}\n{OPT_OUT_HINT}"
+    )
 
 
 def preview(*, topic: str, title: str, text: str, at: datetime | None = None) -> PreviewPublic:

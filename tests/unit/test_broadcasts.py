@@ -439,3 +439,12 @@ def test_two_loops_in_threads_send_each_resident_once(database_url, commander):
         figures = detail(commander, broadcast_id)
         assert (figures.sent, figures.status) == (count, "done")
     assert len([o for o, _, _ in messenger.templates if o == "o-01"]) == 2  # one per broadcast
+
+
+def test_every_warning_says_how_to_stop_and_resume_them():
+    text = broadcasts.message_text(topic="fraud", title="警惕刷单", text="刷单都是诈骗。")
+    data = broadcasts.template_data(
+        topic="fraud", title="警惕刷单", text="刷单都是诈骗。", at=utcnow()
+    )
+    for shown in (text, data["remark"]["value"]):
+        assert "退订" in shown and "订阅提醒" in shown
