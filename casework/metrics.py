@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from casework import dissuasion_metrics
+from casework import dissuasion_metrics, warning_metrics
 from casework.cases import CATEGORIES, PRIORITIES, RESPONSE_TARGETS
 from casework.clock import aware, beijing, utcnow
 from casework.handling import check_reader
@@ -371,6 +371,7 @@ def compute(*, session: Session, since: datetime, until: datetime) -> dict[str, 
         "per_officer": per_officer(session, cases, now=until),
         "per_community": per_community(cases, ticket_rows, now=until),
         "dissuasion": dissuasion_metrics.compute(session, since, until, _days(since, until)),
+        "warnings": warning_metrics.compute(session, since, until, _days(since, until)),
     }
 
 

@@ -227,6 +227,8 @@ class MetricsPublic(BaseModel):
     per_community: list[dict[str, Any]]
     # 精准劝阻 and 紧急止付 (casework.dissuasion_metrics)
     dissuasion: dict[str, Any] = Field(default_factory=dict)
+    # 预警推送 (casework.warning_metrics)
+    warnings: dict[str, Any] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ the trainers' inbox

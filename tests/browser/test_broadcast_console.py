@@ -56,6 +56,10 @@ def test_a_commander_composes_previews_sends_and_follows_a_warning(
         "1", timeout=30_000
     )
     shot(page, "12-broadcast-figures")
+    page.click("nav >> text=数据统计")
+    tile = page.locator('.tile[data-metric="warnings"]')
+    expect(tile.locator(".value")).to_have_text("100.0%")
+    expect(tile.locator(".sub")).to_contain_text("送达 1 / 目标 1")
     assert page.js_errors == []
 
 

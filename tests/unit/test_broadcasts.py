@@ -448,3 +448,36 @@ def test_every_warning_says_how_to_stop_and_resume_them():
     )
     for shown in (text, data["remark"]["value"]):
         assert "退订" in shown and "订阅提醒" in shown
+
+
+def test_the_metrics_count_warnings_by_topic_reach_and_opt_outs(database_url, commander):
+    """The bureau's numbers (issue 11): warnings by topic, reach (sent / targeted), the
+    opt-out rate, per community — in /api/metrics and its CSV."""
+    from casework import metrics
+
+    for n in range(4):
+        make_resident(f"o-m{n}", A)
+    make_resident("o-m-gone", A)
+    with db.session_scope() as session:
+        subscriptions.opt_out(session=session, openid="o-m-gone")
+    compose(commander, {"communities": [A]})
+    drain(worker(RecordingMessenger(), database_url))
+    with db.session_scope() as session:
+        subscriptions.opt_out(session=session, openid="o-m0")  # after the warning
+        found = metrics.compute(
+            session=session,
+            since=utcnow() - timedelta(days=1),
+            until=utcnow() + timedelta(minutes=1),
+        )["warnings"]
+    assert (found["broadcasts"], found["targeted"], found["sent"], found["opted_out"]) == (
+        1,
+        5,
+        4,
+        1,
+    )
+    assert found["reach"] == 0.8
+    assert found["by_topic"]["fraud"]["label"] == "电诈预警"
+    assert found["opt_outs"] == 2 and found["opt_out_rate"] == 0.5  # 2 退订 / 4 reached
+    [community] = found["per_community"]
+    assert (community["community"], community["sent"]) == (A, 4)
+    assert "warnings,by_topic.fraud,reach,0.8" in metrics.to_csv({"warnings": found}).splitlines()

@@ -139,6 +139,7 @@
     const k = m.tickets || {};
     const d = m.dissuasion || {};
     const sp = d.stop_payments || {};
+    const w = m.warnings || {};
     clear($("tiles")).append(
       tile("答复及时率", pct(t.rate),
         `及时 ${t.timely ?? 0} / 计入 ${t.counted ?? 0} 件` + (t.pending ? `，${t.pending} 件未到期` : ""), "timely"),
@@ -156,7 +157,10 @@
         "dissuasion"),
       tile("劝阻成功", `${d.dissuaded ?? 0} 件`,
         `保护金额 ${JMT.fmtYuan(d.amount_protected_yuan ?? 0)}，已被骗 ${d.defrauded ?? 0}` +
-        (sp.requests ? `，止付 ${sp.requests} 笔 ${JMT.fmtYuan(sp.amount_yuan)}` : ""), "dissuaded")
+        (sp.requests ? `，止付 ${sp.requests} 笔 ${JMT.fmtYuan(sp.amount_yuan)}` : ""), "dissuaded"),
+      tile("预警触达率", pct(w.reach),
+        `预警 ${w.broadcasts ?? 0} 条，送达 ${w.sent ?? 0} / 目标 ${w.targeted ?? 0} 人次，` +
+        `退订率 ${pct(w.opt_out_rate)}`, "warnings")
     );
 
     const byCategory = m.volume_by_category || {};
