@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -114,6 +114,19 @@ def claim(
         if result.rowcount == 1:
             claimed.append(int(item_id))
     return claimed
+
+
+def attempt_values(
+    *, owner: str, now: datetime, ttl: timedelta, attempts: Any, first_attempt_at: Any
+) -> dict[str, Any]:
+    """What claiming for one more sending attempt sets: the owner and the expiry, one more
+    attempt, and the first attempt's time kept (retries_exhausted counts from it)."""
+    return {
+        "claimed_by": owner,
+        "claim_expires_at": now + ttl,
+        attempts.key: attempts + 1,
+        first_attempt_at.key: func.coalesce(first_attempt_at, now),
+    }
 
 
 def claim_rows(

@@ -206,12 +206,13 @@ def tickets_to_send(
         id_column=Ticket.id,
         claimable=_ticket_claimable(now),
         order_by=(Ticket.id,),
-        values={
-            "claimed_by": owner,
-            "claim_expires_at": now + ttl,
-            "send_attempts": Ticket.send_attempts + 1,
-            "first_attempt_at": func.coalesce(Ticket.first_attempt_at, now),
-        },
+        values=claims.attempt_values(
+            owner=owner,
+            now=now,
+            ttl=ttl,
+            attempts=Ticket.send_attempts,
+            first_attempt_at=Ticket.first_attempt_at,
+        ),
         limit=limit,
     )
     return [(t.id, tickets.payload(t)) for t in claimed]

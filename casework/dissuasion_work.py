@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -179,24 +179,25 @@ def notices_due(
     Without a notifier they are marked failed at once (visible on the task)."""
     now = now or utcnow()
     owner = owner or claims.worker_id()
-    taken = claims.claim(
+    taken: list[DissuasionNotice] = claims.claim_rows(
         session,
         id_column=DissuasionNotice.id,
         claimable=_claimable(now),
         order_by=(DissuasionNotice.id,),
         values={
-            "claimed_by": owner,
-            "claim_expires_at": now + ttl,
-            "attempts": DissuasionNotice.attempts + 1,
-            "first_attempt_at": func.coalesce(DissuasionNotice.first_attempt_at, now),
+            **claims.attempt_values(
+                owner=owner,
+                now=now,
+                ttl=ttl,
+                attempts=DissuasionNotice.attempts,
+                first_attempt_at=DissuasionNotice.first_attempt_at,
+            ),
             "next_attempt_at": None,
         },
         limit=limit,
     )
     due = []
-    for notice_id in taken:
-        notice = session.get(DissuasionNotice, notice_id, populate_existing=True)
-        assert notice is not None
+    for notice in taken:
         if not can_notify:
             notice.status, notice.error = "failed", NO_NOTIFIER
             notice.claimed_by = notice.claim_expires_at = None
