@@ -15,6 +15,10 @@ by hand:
 - **finished tickets** (resolved, rejected, failed, or linked to a finished one):
   summary, details, location and the platform's note. Kind, place names and times stay.
 - the last **location** a resident shared with their conversation.
+- **finished dissuasion tasks** (精准劝阻, closed before the cutoff): the lead's phone
+  number, name and address, and the officers' notes on the contact attempts. Risk type
+  and level, source, community, outcome, amount protected and every time stay (the
+  bureau's numbers). An open task keeps everything: someone still has to be reached.
 - **Rasa's tracker store** (`RASA_TRACKER_DB` in development, `RASA_DB_*` in production):
   its events older than the cutoff are deleted, except those of residents with an open
   matter (`purge_rasa_events`) — Rasa keeps every word too, in its own database.
@@ -50,6 +54,9 @@ from casework.models import (
     Case,
     CaseNote,
     Conversation,
+    DissuasionAttempt,
+    DissuasionLead,
+    DissuasionTask,
     Message,
     OutboxItem,
     SharedValue,
@@ -59,6 +66,7 @@ from casework.nlu_inbox import NluAnnotation
 from casework.tickets import FINAL_STATES, OPEN_STATES
 
 PURGED = "[已按保存期限清除]"
+ANONYMOUS_PHONE = ""  # a purged lead's phone (the column is NOT NULL; "" is no number)
 _AGE = re.compile(r"\s*([0-9]{1,6})\s*([dh])\s*", re.IGNORECASE)
 
 
@@ -74,6 +82,7 @@ class PurgeReport:
     tickets: int = 0
     conversations: int = 0
     annotations: int = 0
+    dissuasion_leads: int = 0
     rasa_events: int = 0
 
     def lines(self) -> list[str]:
@@ -85,6 +94,7 @@ class PurgeReport:
             f"finished tickets anonymised: {self.tickets}",
             f"conversation locations cleared: {self.conversations}",
             f"discarded NLU annotations blanked: {self.annotations}",
+            f"finished dissuasion leads anonymised: {self.dissuasion_leads}",
             f"Rasa tracker events deleted: {self.rasa_events}",
         ]
 
@@ -254,9 +264,32 @@ def purge(
             .execution_options(**no_sync)
         )
     )
+    finished_tasks = select(DissuasionTask.id).where(
+        DissuasionTask.status == "closed", DissuasionTask.closed_at < cutoff
+    )
+    dissuasion_leads = _count(
+        session.execute(
+            update(DissuasionLead)
+            .where(
+                DissuasionLead.id.in_(
+                    select(DissuasionTask.lead_id).where(DissuasionTask.id.in_(finished_tasks))
+                ),
+                DissuasionLead.phone != ANONYMOUS_PHONE,
+            )
+            .values(phone=ANONYMOUS_PHONE, name=None, address=None)
+            .execution_options(**no_sync)
+        )
+    )
+    session.execute(
+        update(DissuasionAttempt)
+        .where(DissuasionAttempt.task_id.in_(finished_tasks), DissuasionAttempt.note != "")
+        .values(note="")
+        .execution_options(**no_sync)
+    )
     session.flush()
     return PurgeReport(
         cutoff=cutoff,
+        dissuasion_leads=dissuasion_leads,
         messages=messages,
         outbox=outbox,
         cases=cases,

@@ -347,3 +347,59 @@ def test_one_worker_a_day_runs_the_automatic_purge(world):
         assert claim_daily_run(session=session, owner="host:2", now=tomorrow)
     with db.session_scope() as session:
         assert not claim_daily_run(session=session, owner="host:1", now=tomorrow)
+
+
+def test_finished_dissuasion_leads_lose_the_persons_details_open_ones_keep_them(database_url):
+    """精准劝阻 (issue 11): a closed task's lead loses phone, name, address and the attempt
+    notes after the retention age; an open task keeps everything; the numbers stay."""
+    from decimal import Decimal
+
+    from casework import accounts, dissuasion
+    from casework.models import DissuasionAttempt, DissuasionLead, DissuasionTask
+    from tests.unit.test_dissuasion import lead
+
+    closed_at = NOW - timedelta(days=200)
+    with db.session_scope() as session:
+        desk = accounts.create_user(
+            session=session,
+            username="desk-r",
+            password="correct-horse",
+            role="officer",
+            desk="反诈",
+        )
+        done, still_open = dissuasion.ingest_leads(
+            session=session,
+            leads=[lead("R1", name="王阿姨", address="骆驼街道万景社区3幢"), lead("R2")],
+            actor=None,
+            now=closed_at - timedelta(hours=1),
+        ).task_ids
+        dissuasion.record_attempt(
+            session=session,
+            user=desk,
+            task_id=done,
+            channel="visit",
+            reached=True,
+            note="王阿姨家中，已劝阻",
+            now=closed_at - timedelta(minutes=30),
+        )
+        dissuasion.set_outcome(
+            session=session,
+            user=desk,
+            task_id=done,
+            outcome="dissuaded",
+            amount_protected=Decimal("5000"),
+            now=closed_at,
+        )
+    with db.session_scope() as session:
+        report = purge(session=session, older_than=timedelta(days=180), now=NOW)
+        assert report.dissuasion_leads == 1
+        gone = session.get(DissuasionLead, session.get(DissuasionTask, done).lead_id)
+        assert (gone.phone, gone.name, gone.address) == ("", None, None)
+        assert (gone.risk_type, gone.risk_level) == ("刷单返利", "high")  # the numbers stay
+        assert session.get(DissuasionTask, done).amount_protected_fen == 500000
+        [attempt] = session.query(DissuasionAttempt).filter_by(task_id=done).all()
+        assert attempt.note == "" and attempt.reached is True
+        kept = session.get(DissuasionLead, session.get(DissuasionTask, still_open).lead_id)
+        assert kept.phone == "13800001234"
+    with db.session_scope() as session:
+        assert purge(session=session, older_than=timedelta(days=180), now=NOW).dissuasion_leads == 0
