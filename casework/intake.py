@@ -153,6 +153,21 @@ def answer_passively(
         message.reply, message.status = text, "answered"
 
 
+def answer_aside(*, session: Session, message_id: int, conversation_id: int, text: str) -> None:
+    """A system answer to a message that still waits for its officer (退订 during a
+    hand-off): in the transcript and repeated on WeChat's retries, status unchanged."""
+    conversations.record_outbound(
+        session=session,
+        conversation_id=conversation_id,
+        text=text,
+        sender="system",
+        delivery="passive",
+    )
+    message = session.get(Message, message_id)
+    if message is not None:
+        message.reply = text
+
+
 def answer_later(
     *,
     session: Session,

@@ -26,7 +26,7 @@ from datetime import datetime
 
 import httpx
 
-from casework import claims, conversations, db, handling, intake, tracker_store
+from casework import claims, conversations, db, handling, intake, subscriptions, tracker_store
 from casework.clock import utcnow
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
@@ -41,6 +41,19 @@ BOT_UNAVAILABLE = (
     "抱歉，智能助手暂时无法回复，已为您转给值班民警，民警会尽快在这里回复您。"
     "情况紧急请直接拨打110。"
 )
+# 退订 / 订阅提醒 while an officer owns the conversation (the bot's own words for them are
+# utter_unsubscribed / utter_subscribed in bot/domain/subscription.yml).
+WARNINGS_CHOICES = {
+    "unsubscribe_warnings": (
+        "好的，已为您退订全部预警推送，今后不再发送。如需恢复，回复“订阅提醒”即可。"
+        "民警仍会在这里回复您的问题。"
+    ),
+    "subscribe_warnings": (
+        "好的，已为您恢复预警推送。不想再收，回复“退订”即可。民警仍会在这里回复您的问题。"
+    ),
+}
+# The trainers' inbox's LOW_CONFIDENCE line: below it, the officer reads it and decides.
+WARNINGS_CHOICE_CONFIDENCE = 0.6
 RATE_LIMITED = "您的消息发得有点快，我们都已收到，请稍等片刻再继续发送。情况紧急请直接拨打110。"
 
 
@@ -264,7 +277,8 @@ class InboundService:
             return None
         if stored.owner == "officer":
             await asyncio.to_thread(self._set_status, stored.message_id, "for_officer")
-            return None  # the officer answers from the console
+            # the officer answers from the console; only 退订 / 订阅提醒 are honoured at once
+            return await self._warnings_choice(incoming, stored)
         if not self.rate_limiter.allow(incoming.openid):
             await asyncio.to_thread(self._answer_passively, stored, RATE_LIMITED, "system")
             return RATE_LIMITED
@@ -274,6 +288,40 @@ class InboundService:
             )
             return handling.RATING_THANKS
         return await self._ask_bot(incoming, stored, arrived, after)
+
+    async def _warnings_choice(self, incoming: Incoming, stored: StoredInbound) -> str | None:
+        """退订 / 订阅提醒 work at any time (issue 11), also while an officer owns the
+        conversation and the bot is not asked: the message's intent comes from Rasa's
+        NLU alone (no tracker), and a clear choice is carried out and confirmed. The
+        message still waits for the officer."""
+        if not incoming.bot_text:
+            return None
+        parsed = await self.rasa.parse(incoming.bot_text)
+        if parsed is None or (parsed.confidence or 0.0) < WARNINGS_CHOICE_CONFIDENCE:
+            return None
+        reply = WARNINGS_CHOICES.get(parsed.intent or "")
+        if reply is None:
+            return None
+        await asyncio.to_thread(self._set_warnings, incoming.openid, parsed.intent or "")
+        await asyncio.to_thread(self._answer_aside, stored, reply)
+        logger.info("%s: %s while an officer owns the conversation", incoming.openid, parsed.intent)
+        return reply
+
+    def _set_warnings(self, openid: str, intent: str) -> None:
+        with db.session_scope(self.database_url) as session:
+            if intent == "unsubscribe_warnings":
+                subscriptions.opt_out(session=session, openid=openid)
+            else:
+                subscriptions.opt_in(session=session, openid=openid)
+
+    def _answer_aside(self, stored: StoredInbound, text: str) -> None:
+        with db.session_scope(self.database_url) as session:
+            intake.answer_aside(
+                session=session,
+                message_id=stored.message_id,
+                conversation_id=stored.conversation_id,
+                text=text,
+            )
 
     async def _ask_bot(
         self,

@@ -420,6 +420,18 @@ class RasaClient:
             return None
         return TrackerState(bool(data.get("paused")), data.get("latest_message") or {})
 
+    async def parse(self, text: str) -> ParseResult | None:
+        """Rasa's NLU on `text` alone (`POST /model/parse`): no conversation is touched, so
+        it is safe while an officer owns one. None when Rasa cannot answer."""
+        try:
+            response = await self._request("POST", "/model/parse", json={"text": text})
+            response.raise_for_status()
+            data = response.json()
+        except (RasaUnavailable, httpx.HTTPError, ValueError) as error:
+            logger.warning("could not parse a message: %s", redact(str(error)))
+            return None
+        return parse_result(data) if isinstance(data, dict) else None
+
     async def latest_parse(self, sender: str) -> ParseResult:
         """Intent, ranking and entities of the sender's latest message (from the tracker)."""
         state = await self.tracker_state(sender)

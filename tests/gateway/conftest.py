@@ -39,6 +39,8 @@ class StandInRasa:
         self.resumed: list[str] = []
         self.paused: set[str] = set()
         self.events: dict[str, list[dict]] = {}  # per sender, as Rasa's tracker keeps them
+        self.parses: dict[str, tuple[str, float]] = {}  # /model/parse answers by text
+        self.parsed: list[str] = []
 
     async def send(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
         metadata = dict(metadata or {})
@@ -64,6 +66,14 @@ class StandInRasa:
 
     async def latest_parse(self, sender: str) -> ParseResult:
         return ParseResult("faq", 0.93)
+
+    async def parse(self, text: str) -> ParseResult | None:
+        """Rasa's /model/parse: scripted per text in `parses`, else a plain inform."""
+        self.parsed.append(text)
+        if self.down:
+            return None
+        intent, confidence = self.parses.get(text, ("inform", 0.5))
+        return ParseResult(intent, confidence)
 
     async def tracker_state(self, sender: str) -> TrackerState | None:
         if self.down:

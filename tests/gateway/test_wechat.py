@@ -291,6 +291,40 @@ def test_officer_owned_conversation_does_not_reach_the_bot(wechat, rasa):
     assert rows(Message, direction="in")[-1].status == "for_officer"
 
 
+def test_unsubscribing_works_while_an_officer_owns_the_conversation(wechat, rasa):
+    """退订 at any time (issue 11): during a hand-off the bot is not asked, but Rasa's NLU
+    alone reads the message; a clear 退订 is carried out and confirmed, a retry gets the
+    same confirmation, and the message still waits for the officer."""
+    from casework import subscriptions
+    from casework.conversations import hand_to_officers
+
+    wechat.post(text_xml("o-busy", "你好"))
+    with db.session_scope() as session:
+        hand_to_officers(session=session, openid="o-busy")
+    rasa.parses = {
+        "别再给我发预警了": ("unsubscribe_warnings", 0.93),
+        "订阅提醒吧": ("subscribe_warnings", 0.41),
+    }
+    xml = text_xml("o-busy", "别再给我发预警了", msg_id=770001)
+    reply = wechat.reply_text(wechat.post(xml, encrypted=True), encrypted=True)
+    assert reply == service.WARNINGS_CHOICES["unsubscribe_warnings"]
+    assert wechat.reply_text(wechat.post(xml, encrypted=True), encrypted=True) == reply  # retry
+    assert len(rasa.calls) == 1  # the conversation itself never went to the bot
+    with db.session_scope() as session:
+        assert subscriptions.preferences(session=session, openid="o-busy").opted_out
+    assert rows(Message, direction="in")[-1].status == "for_officer"
+    # unsure (0.41) or anything else: left to the officer, answered `success`
+    answer = wechat.post(text_xml("o-busy", "订阅提醒吧"), encrypted=True)
+    assert wechat.reply_text(answer, encrypted=True) is None
+    with db.session_scope() as session:
+        assert subscriptions.preferences(session=session, openid="o-busy").opted_out
+    rasa.down = True  # Rasa down: the officer still gets the message, nothing breaks
+    assert (
+        wechat.reply_text(wechat.post(text_xml("o-busy", "退订"), encrypted=True), encrypted=True)
+        is None
+    )
+
+
 # ------------------------------------------------------------------ bad input
 
 

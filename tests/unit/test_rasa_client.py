@@ -26,6 +26,13 @@ def fake_rasa(seen: list[tuple[str, str | None]]) -> FastAPI:
             return JSONResponse({"message": "User is not authenticated."}, status_code=401)
         if path == "webhooks/rest/webhook":
             return JSONResponse([{"text": "您好"}])
+        if path == "model/parse":
+            text = (await request.json())["text"]
+            if text == "坏":
+                return JSONResponse({"error": "boom"}, status_code=500)
+            return JSONResponse(
+                {"text": text, "intent": {"name": "unsubscribe_warnings", "confidence": 0.9}}
+            )
         return JSONResponse({"latest_message": {}})
 
     return app
@@ -78,3 +85,20 @@ def test_redact_hides_every_token_value():
     assert redact("GET http://h/status?token=abc&x=1 and ?a=1&token=def'") == (
         "GET http://h/status?token=***&x=1 and ?a=1&token=***'"
     )
+
+
+def test_parse_reads_the_nlu_alone_and_is_none_when_rasa_fails():
+    seen: list[tuple[str, str | None]] = []
+
+    async def calls(url: str) -> tuple:
+        client = RasaClient(url, token=SECRET)
+        try:
+            return await client.parse("别再发了"), await client.parse("坏")
+        finally:
+            await client.close()
+
+    with LiveServer(fake_rasa(seen)) as server:
+        parsed, failed = asyncio.run(calls(server.url))
+    assert (parsed.intent, parsed.confidence) == ("unsubscribe_warnings", 0.9)
+    assert failed is None
+    assert seen == [("POST /model/parse", SECRET)] * 2  # no tracker was touched
