@@ -23,6 +23,26 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 HIDE_PARAMETERS = True
 
 
+# Every engine this process made, so `dispose_engines` can close their pooled
+# connections (clearing the caches alone leaves them open until garbage collection: a
+# test suite that makes an engine per PostgreSQL schema ran the server out of clients).
+_MADE: list[Engine] = []
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection and forget the engines (tests, between databases)."""
+    get_engine.cache_clear()
+    foreign_engine.cache_clear()
+    _session_factory.cache_clear()
+    while _MADE:
+        _MADE.pop().dispose()
+
+
+def _made(engine: Engine) -> Engine:
+    _MADE.append(engine)
+    return engine
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
     """One engine per database URL for the life of the process (created lazily)."""
@@ -41,8 +61,10 @@ def get_engine(url: str | None = None) -> Engine:
             poolclass=QueuePool,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, future=True, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
+        return _made(engine)
+    return _made(
+        create_engine(url, future=True, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
+    )
 
 
 @lru_cache(maxsize=4)
@@ -50,14 +72,18 @@ def foreign_engine(url: str) -> Engine:
     """An engine for another program's database (Rasa's SQL tracker store): pooled, and
     without our SQLite pragmas — its journal mode is that program's business."""
     if url.startswith("sqlite:///"):
-        return create_engine(
-            url,
-            future=True,
-            hide_parameters=HIDE_PARAMETERS,
-            connect_args={"check_same_thread": False},
-            poolclass=QueuePool,
+        return _made(
+            create_engine(
+                url,
+                future=True,
+                hide_parameters=HIDE_PARAMETERS,
+                connect_args={"check_same_thread": False},
+                poolclass=QueuePool,
+            )
         )
-    return create_engine(url, future=True, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
+    return _made(
+        create_engine(url, future=True, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
+    )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

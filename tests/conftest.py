@@ -26,6 +26,7 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _reset_caches() -> None:
+    db.dispose_engines()  # the previous test's pooled connections, closed now
     get_settings.cache_clear()
     records._schema_ready.cache_clear()
 
@@ -47,8 +48,7 @@ def _postgres_schema_url() -> Iterator[str]:
     try:
         yield f"{base}{separator}options=-csearch_path%3D{schema}"
     finally:
-        db.get_engine.cache_clear()
-        db._session_factory.cache_clear()
+        db.dispose_engines()  # close the pools' connections, not only forget the engines
         with engine.begin() as connection:
             connection.execute(sa.text(f'drop schema "{schema}" cascade'))
         engine.dispose()
