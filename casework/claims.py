@@ -116,6 +116,24 @@ def claim(
     return claimed
 
 
+def attempt_outcome(
+    *,
+    error: str | None,
+    permanent: bool,
+    attempts: int,
+    first_attempt_at: datetime | None,
+    now: datetime,
+) -> tuple[str, datetime | None]:
+    """After one sending attempt: ("sent", None); ("failed", None) when the error is
+    permanent or retries ran out (`RETRY_FOR` since the first attempt); else ("pending",
+    when to try next, after `retry_delay`)."""
+    if error is None:
+        return "sent", None
+    if permanent or retries_exhausted(first_attempt_at, now):
+        return "failed", None
+    return "pending", now + retry_delay(attempts)
+
+
 def attempt_values(
     *, owner: str, now: datetime, ttl: timedelta, attempts: Any, first_attempt_at: Any
 ) -> dict[str, Any]:

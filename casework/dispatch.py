@@ -162,15 +162,18 @@ def record_announcement(
     if row is None:
         return "lost"
     attempts, first_attempt_at = row
-    if error is None:
-        values: dict[str, object] = {"notify_status": "sent", "notify_error": None}
-        outcome = "sent"
-    elif permanent or claims.retries_exhausted(first_attempt_at, now):
-        outcome, values = "failed", {"notify_status": "failed", "notify_error": error[:1000]}
+    outcome, next_attempt = claims.attempt_outcome(
+        error=error,
+        permanent=permanent,
+        attempts=attempts,
+        first_attempt_at=first_attempt_at,
+        now=now,
+    )
+    values: dict[str, object] = {"notify_error": error[:1000] if error else None}
+    if outcome == "pending":
+        values["notify_next_attempt_at"] = next_attempt
     else:
-        next_attempt = now + claims.retry_delay(attempts)
-        outcome = "pending"
-        values = {"notify_error": error[:1000], "notify_next_attempt_at": next_attempt}
+        values["notify_status"] = outcome
     released = claims.release(
         session,
         id_column=Case.id,

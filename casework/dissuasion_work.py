@@ -250,14 +250,20 @@ def record_notice(
     if row is None:
         return "lost"
     attempts, first_attempt_at = row
-    values: dict[str, object]
-    if error is None:
-        outcome, values = "sent", {"status": "sent", "sent_at": now, "error": None}
-    elif permanent or claims.retries_exhausted(first_attempt_at, now):
-        outcome, values = "failed", {"status": "failed", "error": error[:1000]}
+    outcome, next_attempt = claims.attempt_outcome(
+        error=error,
+        permanent=permanent,
+        attempts=attempts,
+        first_attempt_at=first_attempt_at,
+        now=now,
+    )
+    values: dict[str, object] = {"error": error[:1000] if error else None}
+    if outcome == "pending":
+        values["next_attempt_at"] = next_attempt
     else:
-        outcome = "pending"
-        values = {"error": error[:1000], "next_attempt_at": now + claims.retry_delay(attempts)}
+        values["status"] = outcome
+    if outcome == "sent":
+        values["sent_at"] = now
     released = claims.release(
         session,
         id_column=DissuasionNotice.id,
