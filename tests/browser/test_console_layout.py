@@ -342,3 +342,41 @@ def test_the_case_page_works_with_one_thumb(browser: Any, gateway: Gateway, seed
         check_fits(page, "case-closed")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", [761, 900, 1100, 1101])
+def test_the_top_bar_fits_between_phone_and_desktop(
+    browser: Any, gateway: Gateway, width: int
+) -> None:
+    """Tablets and narrow windows: brand, nav and the officer's name never overlap."""
+    gateway.officer("boss", "值班指挥长", role="commander")
+    context = _context(browser, gateway, "desktop")
+    page = context.new_page()
+    try:
+        page.set_viewport_size({"width": width, "height": 900})
+        log_in(page, "boss")
+        expect(page.locator("#me")).to_contain_text("值班指挥长")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        boxes = {
+            name: page.locator(selector).bounding_box()
+            for name, selector in (("brand", ".brand"), ("nav", ".topbar nav"), ("who", ".who"))
+        }
+
+        def overlap(a: dict, b: dict) -> bool:
+            return (
+                a["x"] < b["x"] + b["width"]
+                and b["x"] < a["x"] + a["width"]
+                and a["y"] < b["y"] + b["height"]
+                and b["y"] < a["y"] + a["height"]
+            )
+
+        assert not overlap(boxes["nav"], boxes["who"]), boxes
+        assert not overlap(boxes["brand"], boxes["nav"]), boxes
+        assert boxes["who"]["x"] + boxes["who"]["width"] <= width
+        links = page.locator(".topbar nav a")
+        last = links.nth(5).bounding_box()
+        assert last["x"] + last["width"] <= width  # every link in view, no strip to scroll
+        one_row = width >= 1101
+        assert (page.locator(".topbar").bounding_box()["height"] == 52) == one_row
+    finally:
+        context.close()
