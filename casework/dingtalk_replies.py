@@ -47,6 +47,15 @@ NOT_BOUND = (
 NOT_TEXT = "目前只能在钉钉中用文字答复群众。" + USAGE
 TOO_LONG = f"回复内容过长（最多 {MAX_REPLY} 字），请精简后重发，或在民警工作台中回复。"
 
+
+def reply_hint(case_id: int, *, quote: bool = True) -> str:
+    """The last line of every DingTalk notification about a case: how to answer it from
+    DingTalk. `quote`: the message itself can be quoted (the group robot's; a personal
+    work notification comes from the app, which does not take replies)."""
+    hint = f"回复方式：在群里 @机器人 发送“#{case_id} 回复内容”"
+    return hint + ("，或直接引用本条消息回复。" if quote else "。")
+
+
 Outcome = Literal[
     "replied", "not_bound", "usage", "not_found", "conflict", "not_allowed", "too_long"
 ]
