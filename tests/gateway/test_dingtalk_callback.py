@@ -530,3 +530,37 @@ def test_every_card_ends_with_how_to_answer_from_dingtalk():
     assert card_text(7).splitlines()[-1] == (
         "回复方式：在群里 @机器人 发送“#7 回复内容”，或直接引用本条消息回复。"
     )
+
+
+QUOTES = st.fixed_dictionaries(
+    {"content": CONTENT},
+    optional={
+        "isReplyMsg": JSON,
+        "repliedMsg": st.one_of(
+            JSON,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "msgId": JSON,
+                    "content": st.one_of(
+                        JSON,
+                        st.fixed_dictionaries({"text": st.one_of(CONTENT, JSON)}),
+                        st.fixed_dictionaries({"richText": st.lists(JSON, max_size=3)}),
+                    ),
+                },
+            ),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=QUOTES, msg_id=st.text(min_size=1, max_size=20))
+def test_no_signed_quote_is_a_server_error(client, text, msg_id):
+    body = message("", msg_id=msg_id)
+    body["text"] = text
+    answer = post(client, json.dumps(body).encode())
+    assert answer.status_code in (200, 409, 422), answer.text
