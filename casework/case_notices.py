@@ -21,6 +21,7 @@ data side; the dispatcher (`gateway/dispatcher.py`) sends.
                         ├─owner: permanent, or 24 h of failures──► failed
                         └─claim expired (owner died)──► taken over by another worker
       channel not configured ──► failed at once (the reason names the setting)
+      case closed (or, for an escalation, claimed) before it was sent ──► cancelled
 """
 
 from __future__ import annotations
@@ -226,6 +227,10 @@ def notices_due(
         if not configured or case is None:
             notice.status = "failed"
             notice.error = NOT_CONFIGURED[notice.channel] if case else "案件不存在"
+            notice.claimed_by = notice.claim_expires_at = None
+            continue
+        if case.status == "closed" or (notice.kind == ESCALATE and case.claimed_by_id):
+            notice.status, notice.error = "cancelled", "案件已认领或办结，无需再提醒"
             notice.claimed_by = notice.claim_expires_at = None
             continue
         rung: list[User] = []

@@ -365,3 +365,21 @@ def test_two_dispatchers_in_threads_escalate_each_case_once(database_url):
     assert Counter((n.case_id, n.user_ids) for n in chief) == Counter(
         {(case_id, ("dt-chief",)): 1 for case_id in ids}
     )
+
+
+def test_an_escalation_claimed_before_it_is_sent_is_cancelled(database_url):
+    people()
+    clock = Clock()
+    case_id = new_case(25, priority="urgent")
+    group, personal = RecordingNotifier(), RecordingNotifier()
+    worker = dispatcher(database_url, "host:1", clock=clock, group=group, personal=personal)
+    run(worker)
+    clock.advance(seconds=URGENT_TARGET.total_seconds() + 1)
+    with db.session_scope() as session:  # escalated by a pass that then stalls …
+        case_notices.escalate_unclaimed(session=session, now=clock(), personal=True, group=True)
+    with db.session_scope() as session:  # … while an officer claims the case
+        handling.claim(session=session, user=session.merge(user("a1")), case_id=case_id)
+    sent_before = len(group.sent) + len(personal.sent)
+    run(worker)
+    assert len(group.sent) + len(personal.sent) == sent_before
+    assert [row[4] for row in escalations()] == ["cancelled", "cancelled"]
