@@ -1,4 +1,5 @@
-"""Officers answer residents from DingTalk: `#<case id> <reply>` sent to the robot.
+"""Officers answer residents from DingTalk: `#<case id> <reply>` sent to the robot, or a
+reply to (a quote of) the robot's case notification, which names its case (`案件 #N`).
 
 The enterprise-internal robot's outgoing callback (`POST /api/dingtalk/callback`, verified
 in `gateway/routes/dingtalk.py`) hands over who wrote (`senderStaffId`), the message id
@@ -39,13 +40,26 @@ REMEMBERED = timedelta(hours=3)
 MAX_CASE_ID = 2**31 - 1  # the databases' INTEGER
 MAX_REPLY = 2000  # characters: a customer-service text message, with room to spare
 
-USAGE = "回复格式：#案件号 回复内容，例如 #12 您好，我是民警，已收到您反映的情况。"
+USAGE = (
+    "回复格式：#案件号 回复内容，例如 #12 您好，我是民警，已收到您反映的情况。"
+    "也可以直接引用机器人发的案件通知进行回复。"
+)
+QUOTE_UNKNOWN = "未能从您引用的消息中识别案件号。" + USAGE
 NOT_BOUND = (
     "您的钉钉账号尚未绑定警民通账号，暂不能在钉钉中答复群众。"
     "请联系管理员绑定（jmt user set-dingtalk 用户名 钉钉用户ID）。"
 )
 NOT_TEXT = "目前只能在钉钉中用文字答复群众。" + USAGE
 TOO_LONG = f"回复内容过长（最多 {MAX_REPLY} 字），请精简后重发，或在民警工作台中回复。"
+
+
+def reply_hint(case_id: int, *, quote: bool = True) -> str:
+    """The last line of every DingTalk notification about a case: how to answer it from
+    DingTalk. `quote`: the message itself can be quoted (the group robot's; a personal
+    work notification comes from the app, which does not take replies)."""
+    hint = f"回复方式：在群里 @机器人 发送“#{case_id} 回复内容”"
+    return hint + ("，或直接引用本条消息回复。" if quote else "。")
+
 
 Outcome = Literal[
     "replied", "not_bound", "usage", "not_found", "conflict", "not_allowed", "too_long"
@@ -55,6 +69,15 @@ Outcome = Literal[
 # (ASCII or full-width digits), an optional separator, the reply.
 _MENTIONS = re.compile(r"^(?:\s*@\S+)+")
 _COMMAND = re.compile(r"^[#＃]\s*([0-9０-９]{1,12})(?![0-9０-９])[\s:：,，、.。]*(.*)$", re.DOTALL)
+# The marker every case notification carries ("涉诈案件 #12"): a reply to the card, or a
+# text that quotes it, names its case this way.
+_MARKER = re.compile(r"案件\s*[#＃]\s*([0-9０-９]{1,12})(?![0-9０-９])")
+_MARKED = re.compile(
+    r"^案件\s*[#＃]\s*([0-9０-９]{1,12})(?![0-9０-９])[\s:：,，、.。]*(.*)$", re.DOTALL
+)
+# DingTalk clients that quote into the text: 「张警官：…」 and/or a line of dashes, then the reply.
+_QUOTED = re.compile(r"^「(.*?)」\s*(.*)$", re.DOTALL)
+_SEPARATOR = re.compile(r"^\s*(?:[-—─=_－]\s*){3,}$", re.MULTILINE)
 
 
 class DingTalkAnswer(BaseModel):
@@ -86,6 +109,43 @@ def parse(content: str) -> Command | None:
     return Command(case_id=int(match.group(1)), text=match.group(2).strip())
 
 
+def case_marker(text: str | None) -> int | None:
+    """The case a quoted notification is about (its `案件 #N` marker), or None when it
+    names none or several."""
+    found = {int(number) for number in _MARKER.findall(text or "")}
+    return found.pop() if len(found) == 1 else None
+
+
+def parse_reply_to_card(content: str, quoted_case_id: int | None) -> Command | None:
+    """A reply that names its case by quoting the notification, not by `#N`:
+    DingTalk's reply-to-message (the quoted card's case: `quoted_case_id`, the reply is
+    the whole text), a text carrying the quote itself (「…案件 #12…」 or a quote above a
+    line of dashes, the reply below it), or a text that starts with the card's marker
+    (`案件 #12 您好…`). None otherwise."""
+    stripped = _MENTIONS.sub("", content.strip()).strip()
+    if quoted_case_id is not None:
+        return Command(case_id=quoted_case_id, text=stripped)
+    quote: str | None = None
+    rest = ""
+    bracketed = _QUOTED.match(stripped)
+    if bracketed is not None:
+        quote, rest = bracketed.group(1), bracketed.group(2)
+    else:
+        parts = _SEPARATOR.split(stripped, maxsplit=1)
+        if len(parts) == 2:
+            quote, rest = parts
+    if quote is not None:
+        case_id = case_marker(quote)
+        if case_id is None:
+            return None
+        rest = _SEPARATOR.sub("", rest).strip()
+        return Command(case_id=case_id, text=_MENTIONS.sub("", rest).strip())
+    marked = _MARKED.match(stripped)
+    if marked is None:
+        return None
+    return Command(case_id=int(marked.group(1)), text=marked.group(2).strip())
+
+
 def officer_for(*, session: Session, staff_id: str | None) -> User | None:
     """The active account bound to this DingTalk user id, if any."""
     if not staff_id:
@@ -102,19 +162,28 @@ def handle_message(
     sender_staff_id: str | None,
     msgtype: str,
     content: str | None,
+    quoted: bool = False,
+    quoted_case_id: int | None = None,
 ) -> DingTalkAnswer:
-    """Act on one message from the robot's callback; commits nothing (the caller does)."""
+    """Act on one message from the robot's callback; commits nothing (the caller does).
+    `quoted`: the officer replied to (quoted) a message, whose `案件 #N` marker named
+    `quoted_case_id` (None: none found); an explicit `#N` in the text wins."""
     officer = officer_for(session=session, staff_id=sender_staff_id)
     if officer is None:
         return DingTalkAnswer(outcome="not_bound", text=NOT_BOUND)
     if msgtype != "text" or content is None:
         return DingTalkAnswer(outcome="usage", text=NOT_TEXT)
     command = parse(content)
+    if command is None:
+        command = parse_reply_to_card(content, quoted_case_id)
     if command is None or not command.text:
-        return DingTalkAnswer(outcome="usage", text=USAGE)
+        hint = QUOTE_UNKNOWN if quoted and quoted_case_id is None and command is None else USAGE
+        return DingTalkAnswer(outcome="usage", text=hint)
     if len(command.text) > MAX_REPLY:
         return DingTalkAnswer(outcome="too_long", text=TOO_LONG, case_id=command.case_id)
-    fingerprint = json.dumps([sender_staff_id, msgtype, content], ensure_ascii=False).encode()
+    fingerprint = json.dumps(
+        [sender_staff_id, msgtype, content, quoted_case_id], ensure_ascii=False
+    ).encode()
     sighting = replay.remember(
         session=session, scope=SCOPE, nonce_key=msg_id, body=fingerprint, window=REMEMBERED
     )

@@ -38,7 +38,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from casework import claims, routing, tickets
+from casework import case_notices, claims, routing, tickets
 from casework.cases import RESPONSE_TARGETS
 from casework.clock import utcnow
 from casework.handling import officer_name
@@ -78,6 +78,7 @@ def route_new_cases(
     *,
     session: Session,
     can_notify: bool,
+    personal: bool = False,
     owner: str | None = None,
     now: datetime | None = None,
     limit: int = claims.BATCH,
@@ -85,7 +86,12 @@ def route_new_cases(
 ) -> list[RoutedCase]:
     """Claim every case whose announcement is due — new or transferred (routed now), a
     retry after a failure, or one a dead worker had claimed — and return those to
-    announce. Without a notifier they are marked failed at once, visibly in the queue."""
+    announce. Without a notifier they are marked failed at once, visibly in the queue.
+
+    An urgent case's announcement also @-mentions the commanders (`routing.
+    alert_commanders`). With `personal` (work notifications configured), a newly routed
+    case also gets one personal notice per officer routing considered for it
+    (`casework.case_notices`), whatever becomes of the group message."""
     now = now or utcnow()
     owner = owner or claims.worker_id()
     fresh = Case.notify_status.is_(None)
@@ -121,6 +127,12 @@ def route_new_cases(
         people = [p for p in dict.fromkeys((assignee, commander)) if p is not None]
         names = tuple(officer_name(p) for p in people)
         logger.info("case %s → %s", case.id, ", ".join(names) or "nobody (no officers)")
+        if personal and case.notify_attempts == 1:  # routed now: new, or transferred
+            recipients = case_notices.personal_recipients(session, case, [assignee, commander])
+            case_notices.add_personal_announcements(session=session, case=case, people=recipients)
+        rung = list(people)
+        if case.priority == "urgent":  # the commanders are @-mentioned as well
+            rung += [c for c in routing.alert_commanders(session) if c not in rung]
         if not can_notify:
             case.notify_status, case.notify_error = "failed", NO_NOTIFIER
             case.notify_claimed_by = case.notify_claim_expires_at = None
@@ -135,7 +147,7 @@ def route_new_cases(
                 location=case.location,
                 summary=case.summary,
                 names=names,
-                mobiles=tuple(p.mobile for p in people if p.mobile),
+                mobiles=tuple(dict.fromkeys(p.mobile for p in rung if p.mobile)),
             )
         )
     return routed

@@ -11,9 +11,10 @@ callback signature, the WeChat API access token, a DingTalk robot token. A filte
 those loggers rewrites the record's arguments before any handler formats them.
 
 Redacted: `access_token`, `token`, `ticket`, `signature`, `msg_signature`, `sign`,
-`password`, `secret` (they grant access or prove a request), and `openid` (it identifies
-a resident, and logs are kept outside the retention rules). `timestamp` and `nonce` stay:
-they grant nothing without the signature, and they are what one needs to read a replay.
+`password`, `secret`, `appsecret` (they grant access or prove a request), and `openid`
+(it identifies a resident, and logs are kept outside the retention rules). `timestamp`
+and `nonce` stay: they grant nothing without the signature, and they are what one needs
+to read a replay.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SENSITIVE = frozenset(
         "sign",
         "password",
         "secret",
+        "appsecret",  # DingTalk's gettoken (issue 12: personal work notifications)
         "openid",
     }
 )

@@ -76,6 +76,37 @@ class Case(Base):
     notify_attempts = Column(Integer, nullable=False, default=0, server_default="0")
     notify_next_attempt_at = Column(DateTime(timezone=True), nullable=True)
     notify_first_attempt_at = Column(DateTime(timezone=True), nullable=True)
+    # ---- revision 0012: an urgent case unclaimed past its target re-notified, once
+    escalated_at = Column(DateTime(timezone=True), nullable=True)
+
+
+class CaseNotice(Base):
+    """A DingTalk message about a case besides its group announcement (revision 0012): a
+    personal work notification to one officer (announce or escalate), or the escalation's
+    group message. Sent once by one worker: claimed with an owner and an expiry."""
+
+    __tablename__ = "case_notices"
+    __table_args__ = (
+        UniqueConstraint(
+            "case_id", "kind", "channel", "recipient", name="uq_case_notices_recipient"
+        ),
+    )
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=False)
+    kind = Column(String(16), nullable=False)  # announce | escalate
+    channel = Column(String(16), nullable=False)  # personal | group
+    recipient = Column(String(64), nullable=False)  # the DingTalk user id; '' for the group
+    user_id = Column(Integer, ForeignKey("users.id"), nullable=True)  # the officer (personal)
+    status = Column(String(16), nullable=False, default="pending", index=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    claimed_by = Column(String(128), nullable=True)
+    claim_expires_at = Column(DateTime(timezone=True), nullable=True)
+    next_attempt_at = Column(DateTime(timezone=True), nullable=True)
+    first_attempt_at = Column(DateTime(timezone=True), nullable=True)
+    error = Column(Text, nullable=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    sent_at = Column(DateTime(timezone=True), nullable=True)
 
 
 class CaseNote(Base):

@@ -89,3 +89,34 @@ def apply(*, session: Session, case: Case) -> Routing:
     if case.due_at is None:
         case.due_at = case.created_at + RESPONSE_TARGETS[case.priority]
     return routing
+
+
+# ------------------------------------------------------------------ who is told (issue 12)
+
+
+def officers_for(*, session: Session, case: Case) -> list[User]:
+    """The officers routing considers for the case — its desk's, else its community's —
+    each told personally (`casework.case_notices`), whoever of them gets the case."""
+    officers = select(User).where(User.role == "officer", User.active.is_(True))
+    if case.desk:
+        officers = officers.where(User.desk == case.desk)
+    elif case.community:
+        officers = officers.where(User.community == case.community)
+    else:
+        return []
+    return list(session.execute(officers.order_by(User.id)).scalars())
+
+
+def alert_commanders(session: Session) -> list[User]:
+    """The commanders an urgent case rings: those on duty, else the duty commander."""
+    commanders = list(
+        session.execute(
+            select(User)
+            .where(User.role == "commander", User.active.is_(True), User.on_duty.is_(True))
+            .order_by(User.id)
+        ).scalars()
+    )
+    if commanders:
+        return commanders
+    fallback = duty_commander(session)
+    return [fallback] if fallback else []

@@ -54,6 +54,7 @@ def development_secret(var_dir: Path, name: str) -> str:
 
 
 DEV_WECHAT_TOKEN = "jmt-development-token"  # development only; production must set its own
+DEV_DINGTALK_APP_KEY = "ding-jmt-development"  # the simulator's app (development only)
 # Every value development fills in by itself; production refuses each of them.
 DEVELOPMENT_DEFAULTS = frozenset(
     {
@@ -124,6 +125,11 @@ class Settings:
     broadcast_mass_send: bool = False  # whole-district warnings by community user tag
     # ---- replies from DingTalk (issue 12)
     dingtalk_app_secret: str | None = None  # verifies the enterprise robot's outgoing callback
+    # ---- personal work notifications (工作通知, issue 12): the same enterprise-internal
+    # app; its AppSecret is DINGTALK_APP_SECRET. No app key: group notifications only.
+    dingtalk_app_key: str | None = None
+    dingtalk_agent_id: str | None = None  # the app's AgentId
+    dingtalk_api_url: str = "https://oapi.dingtalk.com"  # gettoken, asyncsend_v2
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -200,6 +206,14 @@ class Settings:
             # Unset in production: /api/dingtalk/callback answers 503 (the feature is off).
             dingtalk_app_secret=_env("DINGTALK_APP_SECRET")
             or ("jmt-development-dingtalk-app" if development else None),
+            # Development: the simulator's stand-in of DingTalk's server API.
+            dingtalk_app_key=_env("DINGTALK_APP_KEY")
+            or (DEV_DINGTALK_APP_KEY if development else None),
+            dingtalk_agent_id=_env("DINGTALK_AGENT_ID") or ("1000000001" if development else None),
+            dingtalk_api_url=(
+                _env("DINGTALK_API_URL")
+                or (f"{local}/simulator/dingtalk" if development else "https://oapi.dingtalk.com")
+            ).rstrip("/"),
         )
 
     @property
@@ -308,6 +322,7 @@ class Settings:
         for name, value in partners.items():
             if self.dingtalk_app_secret and self.dingtalk_app_secret == value:
                 found.append(f"DINGTALK_APP_SECRET equals {name}: one secret per partner")
+        found += self._work_notice_problems()
         if self.broadcast_rate_per_second <= 0:
             found.append("BROADCAST_RATE_PER_SECOND must be positive (sends per second)")
         if self.retention_days <= 0:
@@ -326,6 +341,24 @@ class Settings:
         ):
             if url and "/simulator/" in url:
                 found.append(f"{name} points at the development simulator: set the real URL")
+        return found
+
+    def _work_notice_problems(self) -> list[str]:
+        """Personal work notifications (issue 12) are off without DINGTALK_APP_KEY; with
+        it, production needs the app's secret and agent id, and DingTalk's real API."""
+        if not self.dingtalk_app_key:
+            return []
+        found = []
+        if self.dingtalk_app_key == DEV_DINGTALK_APP_KEY:
+            found.append("DINGTALK_APP_KEY is a development placeholder: set the app's AppKey")
+        if not self.dingtalk_app_secret:
+            found.append(
+                "DINGTALK_APP_KEY is set without DINGTALK_APP_SECRET (the app's AppSecret)"
+            )
+        if not self.dingtalk_agent_id:
+            found.append("DINGTALK_APP_KEY is set without DINGTALK_AGENT_ID (the app's AgentId)")
+        if "/simulator/" in self.dingtalk_api_url:
+            found.append("DINGTALK_API_URL points at the development simulator: set the real URL")
         return found
 
     def _secrets(self) -> list[tuple[str, str | None]]:

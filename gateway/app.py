@@ -35,6 +35,7 @@ from gateway.routes import (
     wechat,
 )
 from gateway.service import PASSIVE_BUDGET, ActionServerProbe, InboundService
+from integrations.dingtalk_work_notice import work_notice_from_settings
 from integrations.governance import client_from_settings
 from integrations.notify import notifier_from_settings
 from integrations.rasa import RasaClient
@@ -107,6 +108,7 @@ def create_app(
         dispatcher = Dispatcher(
             database_url=settings.database_url,
             notifier=notifier_from_settings(settings),
+            personal=work_notice_from_settings(settings),  # issue 12: 工作通知
             governance=client_from_settings(settings),
             console_url=settings.console_url,
             retention_days=settings.retention_days,

@@ -3,7 +3,11 @@
 Cases are created by the action server (bot hand-offs) and by the gateway (bot down,
 tickets coming back, a bot turn whose worker died: `intake.recover_stalled_turns`, run
 first in each pass). Each pass finds cases nobody has announced yet, routes them to an
-officer (and the duty commander where needed) and notifies them through DingTalk; sends
+officer (and the duty commander where needed) and notifies them through DingTalk — the
+group robot (@-mentioning the commanders when urgent) and, when configured, a personal
+work notification to each officer routing considered (`personal`); re-notifies the
+commanders, once, of an urgent case still unclaimed after its response target
+(`casework.case_notices`); sends
 pending tickets to the governance platform; brings overdue tickets back to officers; and
 does the dissuasion tasks' work (the resident's WeChat warning, escalation past the
 deadline, the DingTalk notices).
@@ -23,7 +27,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from casework import claims, db, dispatch, dissuasion_work, intake, retention
+from casework import (
+    case_notices,
+    claims,
+    db,
+    dingtalk_replies,
+    dispatch,
+    dissuasion_work,
+    intake,
+    retention,
+)
 from casework.cases import CATEGORY_LABELS, RESPONSE_TARGETS
 from casework.clock import utcnow
 from casework.privacy import mask_pii
@@ -41,6 +54,9 @@ PRIORITY_LABELS = {"urgent": "紧急", "high": "高", "normal": "普通", "low":
 DISSUASION_BATCHES = 5
 
 
+CaseAbout = dispatch.RoutedCase | case_notices.CaseFacts  # what a case message needs
+
+
 @dataclass(frozen=True)
 class Announcement:
     case_id: int
@@ -51,30 +67,95 @@ def _minutes(priority: str) -> int:
     return int(RESPONSE_TARGETS[priority].total_seconds() // 60)
 
 
+def _place(case: CaseAbout) -> str:
+    return "".join(p for p in (case.street, case.community) if p) or (case.location or "未定位")
+
+
 def build_notification(
-    case: dispatch.RoutedCase, assignee_names: list[str], mobiles: list[str], console_url: str
+    case: CaseAbout,
+    assignee_names: list[str],
+    mobiles: list[str],
+    console_url: str,
+    *,
+    user_ids: tuple[str, ...] = (),
 ) -> Notification:
+    """A new case's announcement: to the group (with @-mentions when urgent), or — with
+    `user_ids` — the personal work notification of those officers. Either ends with how
+    to answer from DingTalk (`dingtalk_replies.reply_hint`)."""
     urgent = case.priority == "urgent"
+    personal = bool(user_ids)
     label = CATEGORY_LABELS.get(case.category, case.category)
     title = f"{'【紧急】' if urgent else ''}{label}案件 #{case.id}"
-    place = "".join(p for p in (case.street, case.community) if p) or (case.location or "未定位")
     lines = [
         f"### {title}",
         f"- 优先级：{PRIORITY_LABELS[case.priority]}（{_minutes(case.priority)} 分钟内首次回复）",
-        f"- 地点：{place}",
+        f"- 地点：{_place(case)}",
         f"- 承办：{'、'.join(assignee_names) or '待指派'}",
         f"- 摘要：{mask_pii(case.summary)[:200]}",  # masked before cut: no half numbers
         f"[打开案件]({console_url}/console/cases/{case.id})",
     ]
-    if urgent and mobiles:
+    if urgent and mobiles and not personal:
         lines.append(" ".join(f"@{m}" for m in mobiles))
+    lines.append(dingtalk_replies.reply_hint(case.id, quote=not personal))
     return Notification(
         case_id=case.id,
         title=title,
         text="\n".join(lines),
         url=f"{console_url}/console/cases/{case.id}",
         urgent=urgent,
-        mobiles=tuple(mobiles) if urgent else (),
+        mobiles=tuple(mobiles) if urgent and not personal else (),
+        user_ids=user_ids,
+    )
+
+
+def build_escalation(
+    case: CaseAbout,
+    commander_names: list[str],
+    mobiles: list[str],
+    console_url: str,
+    *,
+    user_ids: tuple[str, ...] = (),
+) -> Notification:
+    """An urgent case still unclaimed after its response target, re-notified to the
+    commanders: in the group with their @-mentions, or personally (`user_ids`)."""
+    personal = bool(user_ids)
+    label = CATEGORY_LABELS.get(case.category, case.category)
+    title = f"【超时未认领】{label}案件 #{case.id}"
+    lines = [
+        f"### {title}",
+        f"- 紧急案件已超过 {_minutes(case.priority)} 分钟无人认领，请指挥长协调处置",
+        f"- 地点：{_place(case)}",
+        f"- 摘要：{mask_pii(case.summary)[:200]}",
+        f"[打开案件]({console_url}/console/cases/{case.id})",
+    ]
+    if commander_names:
+        lines.insert(2, f"- 通知：{'、'.join(commander_names)}")
+    if mobiles and not personal:
+        lines.append(" ".join(f"@{m}" for m in mobiles))
+    lines.append(dingtalk_replies.reply_hint(case.id, quote=not personal))
+    return Notification(
+        case_id=case.id,
+        title=title,
+        text="\n".join(lines),
+        url=f"{console_url}/console/cases/{case.id}",
+        urgent=True,
+        mobiles=() if personal else tuple(mobiles),
+        user_ids=user_ids,
+    )
+
+
+def build_case_notice(notice: case_notices.DueNotice, console_url: str) -> Notification:
+    """The message of a personal announcement or of an escalation (group or personal)."""
+    if notice.kind == case_notices.ESCALATE:
+        return build_escalation(
+            notice.case,
+            list(notice.names),
+            list(notice.mobiles),
+            console_url,
+            user_ids=notice.user_ids,
+        )
+    return build_notification(
+        notice.case, list(notice.names), [], console_url, user_ids=notice.user_ids
     )
 
 
@@ -88,6 +169,7 @@ class Dispatcher(BackgroundLoop):
         notifier: Notifier | None,
         governance: GovernanceClient | None,
         console_url: str,
+        personal: Notifier | None = None,
         poll_seconds: float = 1.0,
         retention_days: int = 0,
         tracker_url: str | None = None,
@@ -102,6 +184,7 @@ class Dispatcher(BackgroundLoop):
         self._next_retention_check = 0.0
         self.database_url = database_url
         self.notifier = notifier
+        self.personal = personal  # DingTalk work notifications to officers (issue 12)
         self.governance = governance
         self.console_url = console_url.rstrip("/")
 
@@ -110,6 +193,7 @@ class Dispatcher(BackgroundLoop):
         announcements = await asyncio.to_thread(self._route_new_cases)
         for announcement in announcements:
             await self._announce(announcement)
+        await self._case_notices()
         await self._send_tickets()
         await asyncio.to_thread(self._return_overdue_tickets)
         await self._dissuasion()
@@ -152,6 +236,7 @@ class Dispatcher(BackgroundLoop):
             routed = dispatch.route_new_cases(
                 session=session,
                 can_notify=self.notifier is not None,
+                personal=self.personal is not None,
                 owner=self.owner,
                 now=self.clock(),
             )
@@ -187,6 +272,69 @@ class Dispatcher(BackgroundLoop):
             return dispatch.record_announcement(
                 session=session,
                 case_id=case_id,
+                error=error,
+                permanent=permanent,
+                owner=self.owner,
+                now=self.clock(),
+            )
+
+    # ---------------------------------------------------------------- personal, escalation
+
+    async def _case_notices(self) -> None:
+        """Escalate urgent cases unclaimed past their target (once each), then send the
+        personal work notifications and escalation messages that are due."""
+        await asyncio.to_thread(self._escalate)
+        due = await asyncio.to_thread(self._case_notices_due)
+        for notice in due:
+            notifier = self.personal if notice.channel == case_notices.PERSONAL else self.notifier
+            assert notifier is not None  # a channel without one was marked failed
+            error: str | None = None
+            permanent = False
+            try:
+                await asyncio.to_thread(notifier.send, build_case_notice(notice, self.console_url))
+            except NotifyError as failure:
+                error, permanent = str(failure) or type(failure).__name__, failure.permanent
+            outcome = await asyncio.to_thread(
+                self._record_case_notice, notice.notice_id, error, permanent
+            )
+            if error is not None or outcome == "lost":
+                logger.warning(
+                    "case %s: %s %s notice %s: %s",
+                    notice.case.id,
+                    notice.channel,
+                    notice.kind,
+                    outcome,
+                    error or "claim taken over; not recorded",
+                )
+
+    def _escalate(self) -> None:
+        with db.session_scope(self.database_url) as session:
+            escalated = case_notices.escalate_unclaimed(
+                session=session,
+                now=self.clock(),
+                personal=self.personal is not None,
+                group=self.notifier is not None,
+            )
+        if escalated:
+            logger.warning(
+                "urgent cases %s unclaimed past their target: commanders told", escalated
+            )
+
+    def _case_notices_due(self) -> list[case_notices.DueNotice]:
+        with db.session_scope(self.database_url) as session:
+            return case_notices.notices_due(
+                session=session,
+                personal=self.personal is not None,
+                group=self.notifier is not None,
+                owner=self.owner,
+                now=self.clock(),
+            )
+
+    def _record_case_notice(self, notice_id: int, error: str | None, permanent: bool) -> str:
+        with db.session_scope(self.database_url) as session:
+            return case_notices.record_notice(
+                session=session,
+                notice_id=notice_id,
                 error=error,
                 permanent=permanent,
                 owner=self.owner,

@@ -56,6 +56,9 @@ class Notification:
     url: str  # the case in the officer console
     urgent: bool
     mobiles: tuple[str, ...] = ()  # officers to @-mention when urgent
+    # DingTalk user ids (staffId) a personal work notification goes to
+    # (`integrations.dingtalk_work_notice`); the group robot ignores them.
+    user_ids: tuple[str, ...] = ()
 
 
 class NotifyError(Exception):

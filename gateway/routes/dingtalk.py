@@ -9,7 +9,9 @@ covers the timestamp only, not the body (DingTalk's design), so the msgId is rem
 sender's DingTalk id, inside that officer's scope.
 
 The body is the robot's message (msgId, msgtype, text.content, senderStaffId, senderNick,
-conversationType, isInAtList …); a signed but malformed one is a 422. The answer is a
+conversationType, isInAtList …; a reply to the robot's card adds text.isReplyMsg and
+text.repliedMsg, the quoted message, whose `案件 #N` names the case); a signed but
+malformed one is a 422. The answer is a
 DingTalk text message that the robot shows the officer. Without `DINGTALK_APP_SECRET`
 (production may leave it unset) the route answers 503.
 """
@@ -21,7 +23,7 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field, ValidationError, validator
@@ -81,8 +83,35 @@ def _storable(value: str | None) -> str | None:
 
 class MessageText(BaseModel):
     content: str = Field(..., max_length=8000)
+    # A reply to (quote of) an earlier message: DingTalk sends `isReplyMsg` and the quoted
+    # message as `repliedMsg` {msgId, msgType, senderId, content: {text} | {richText: [...]}
+    # | "..."}. Neither is in DingTalk's reference, so both are read leniently: whatever
+    # shape they come in, only the quoted text's `案件 #N` marker is used.
+    isReplyMsg: Any = None  # noqa: N815 (DingTalk's names)
+    repliedMsg: Any = None  # noqa: N815
 
     _check = validator("content", allow_reuse=True)(_storable)
+
+    class Config:
+        extra = "ignore"
+
+    @property
+    def quoted(self) -> bool:
+        return self.isReplyMsg is True or isinstance(self.repliedMsg, dict)
+
+    def quoted_text(self) -> str:
+        """The quoted message's text, whatever its shape ('' when there is none)."""
+        replied = self.repliedMsg if isinstance(self.repliedMsg, dict) else {}
+        content = replied.get("content")
+        parts: list[Any] = []
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, dict):
+            parts += [content.get(key) for key in ("title", "text", "markdown", "content")]
+            rich = content.get("richText")
+            if isinstance(rich, list):
+                parts += [seg.get("text") for seg in rich if isinstance(seg, dict)]
+        return "\n".join(p for p in parts if isinstance(p, str))[:20000]
 
 
 class RobotMessage(BaseModel):
@@ -161,6 +190,10 @@ def callback(
             sender_staff_id=message.senderStaffId,
             msgtype=message.msgtype,
             content=message.text.content if message.text else None,
+            quoted=bool(message.text and message.text.quoted),
+            quoted_case_id=(
+                dingtalk_replies.case_marker(message.text.quoted_text()) if message.text else None
+            ),
         )
     except dingtalk_replies.ReplayRefused as refused:
         logger.warning("DingTalk callback refused: %s", refused)

@@ -8,6 +8,14 @@ real platform; the real adapters are `integrations/notify.py` and
   with 加签, checked against `DINGTALK_SECRET` (and the timestamp within an hour, as
   DingTalk does); answers `{"errcode": 0, "errmsg": "ok"}` or errcode 310000 / 300001.
 - `GET /simulator/api/dingtalk`: the robot messages received.
+- `GET /simulator/dingtalk/gettoken?appkey=&appsecret=` and
+  `POST /simulator/dingtalk/topapi/message/corpconversation/asyncsend_v2?access_token=`:
+  the enterprise-internal app's server API for personal work notifications (工作通知),
+  checked against `DINGTALK_APP_KEY` / `DINGTALK_APP_SECRET` / `DINGTALK_AGENT_ID`. A
+  token lives `expires_in` (7200 s); an unknown token answers errcode 40014, an expired
+  one 42001, a wrong key or secret 40089, a wrong agent id 40056, a malformed message
+  40035. Each recipient's notices are recorded.
+- `GET /simulator/api/dingtalk/work-notices?userid=&after=`: what each officer received.
 - `POST /simulator/governance/tickets`: the platform's intake, checking the signed-webhook
   headers (`X-JMT-Timestamp`, `X-JMT-Nonce`, `X-JMT-Signature` over timestamp, nonce,
   method, path and body) against `GOVERNANCE_SECRET` (403 when wrong, stale or a nonce
@@ -26,6 +34,8 @@ adapter shows up as a refusal. Tests fail the next calls on demand::
     app.state.dingtalk_standin.fail_next(http_status=502)    # a proxy error
     app.state.governance_standin.fail_next(http_status=503)  # platform down
     app.state.governance_standin.fail_next(delay=2.0)        # answers late, still records
+    app.state.work_notice_standin.fail_next(errcode=-1)      # DingTalk busy (transient)
+    app.state.work_notice_standin.expire_tokens()            # every token dropped early
 """
 
 from __future__ import annotations
@@ -263,6 +273,229 @@ async def dingtalk_send(
 @router.get("/api/dingtalk")
 async def dingtalk_messages(request: Request, after: int = Query(0, ge=0)) -> list[dict]:
     return [m.as_dict() for m in dingtalk_of(request).messages if m.id > after]
+
+
+# ---------------------------------------------------------------------- DingTalk work notices
+
+WORK_NOTICE_TOKEN_LIFETIME = 7200  # seconds, as DingTalk's gettoken answers
+WORK_NOTICE_MAX_MSG_BYTES = 2048
+WORK_NOTICE_ERRMSGS = {
+    40014: "不合法的access_token",
+    42001: "access_token超时",
+    40089: "不合法的corpid或corpsecret",
+    40056: "不合法的agentid",
+    40035: "缺少参数",
+    -1: "系统繁忙",
+}
+
+
+@dataclass(frozen=True)
+class WorkNotice:
+    """One work notification as one officer received it."""
+
+    id: int
+    task_id: int
+    userid: str
+    msgtype: str
+    title: str
+    text: str
+    single_url: str | None
+    received_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _work_notice_content(msg: Any) -> tuple[str, str, str, str | None] | None:
+    """(msgtype, title, text, single_url) of a well-formed `msg`, else None."""
+    if not isinstance(msg, dict):
+        return None
+    msgtype = msg.get("msgtype")
+    body = msg.get(msgtype) if isinstance(msgtype, str) else None
+    if not isinstance(body, dict):
+        return None
+    title: Any
+    text: Any
+    url: Any
+    if msgtype == "text":
+        title, text, url = "", body.get("content"), None
+    elif msgtype == "markdown":
+        title, text, url = body.get("title"), body.get("text"), None
+    elif msgtype == "action_card":
+        title, text, url = body.get("title"), body.get("markdown"), body.get("single_url")
+        if not isinstance(url, str) or not url or not body.get("single_title"):
+            return None
+    else:
+        return None
+    if not isinstance(title, str) or not isinstance(text, str) or not text:
+        return None
+    if msgtype != "text" and not title:
+        return None
+    return msgtype, title, text, url
+
+
+class WorkNoticeStandIn:
+    """SIMULATED DingTalk server API of an enterprise-internal app: access tokens and
+    asynchronous work notifications. Thread-safe: tests poke it while the app runs."""
+
+    def __init__(
+        self,
+        app_key: str | None,
+        app_secret: str | None,
+        agent_id: str | None,
+        *,
+        token_lifetime: int = WORK_NOTICE_TOKEN_LIFETIME,
+    ) -> None:
+        self.app_key = app_key
+        self.app_secret = app_secret
+        self.agent_id = agent_id
+        self.token_lifetime = token_lifetime
+        self.token_fetches = 0
+        self.attempts = 0  # asyncsend_v2 calls, good or bad
+        self._lock = threading.Lock()
+        self._failures = _Failures()
+        self._tokens: dict[str, float] = {}  # token -> expiry (time.time())
+        self._notices: list[WorkNotice] = []
+        self._tasks = 0
+
+    def fail_next(
+        self,
+        *,
+        errcode: int | None = None,
+        http_status: int | None = None,
+        delay: float | None = None,
+        times: int = 1,
+    ) -> None:
+        """Queue `times` failures for the next sends (after the token check)."""
+        _one_of(errcode=errcode, http_status=http_status, delay=delay)
+        self._failures.push(Failure(errcode, http_status, delay), times)
+
+    def next_failure(self) -> Failure | None:
+        return self._failures.pop()
+
+    def expire_tokens(self) -> None:
+        """Drop every token now, as DingTalk may before `expires_in`."""
+        with self._lock:
+            self._tokens.clear()
+
+    def issue_token(self, appkey: str, appsecret: str, *, now: float) -> dict[str, Any]:
+        with self._lock:
+            self.token_fetches += 1
+            good = bool(self.app_key) and bool(self.app_secret)
+            if not (
+                good
+                and hmac.compare_digest(appkey.encode(), str(self.app_key).encode())
+                and hmac.compare_digest(appsecret.encode(), str(self.app_secret).encode())
+            ):
+                return {"errcode": 40089, "errmsg": WORK_NOTICE_ERRMSGS[40089]}
+            token = secrets.token_hex(16)
+            self._tokens[token] = now + self.token_lifetime
+        return {
+            "errcode": 0,
+            "errmsg": "ok",
+            "access_token": token,
+            "expires_in": self.token_lifetime,
+        }
+
+    def check_token(self, token: str, *, now: float) -> int | None:
+        with self._lock:
+            self.attempts += 1
+            expiry = self._tokens.get(token)
+        if expiry is None:
+            return 40014
+        return 42001 if expiry <= now else None
+
+    def record(self, payload: Any) -> tuple[int | None, int | None]:
+        """(errcode, None) for a bad request, else (None, task_id) once recorded."""
+        if not isinstance(payload, dict):
+            return 40035, None
+        if str(payload.get("agent_id")) != str(self.agent_id):
+            return 40056, None
+        users = payload.get("userid_list")
+        userids = (
+            [u.strip() for u in users.split(",") if u.strip()] if isinstance(users, str) else []
+        )
+        content = _work_notice_content(payload.get("msg"))
+        if not userids or content is None:
+            return 40035, None
+        size = len(json.dumps(payload.get("msg"), ensure_ascii=False).encode())
+        if size > WORK_NOTICE_MAX_MSG_BYTES:
+            return 40035, None
+        msgtype, title, text, url = content
+        with self._lock:
+            self._tasks += 1
+            for userid in dict.fromkeys(userids):
+                self._notices.append(
+                    WorkNotice(
+                        id=len(self._notices) + 1,
+                        task_id=self._tasks,
+                        userid=userid,
+                        msgtype=msgtype,
+                        title=title,
+                        text=text,
+                        single_url=url,
+                        received_at=time.time(),
+                    )
+                )
+            return None, self._tasks
+
+    @property
+    def notices(self) -> list[WorkNotice]:
+        with self._lock:
+            return list(self._notices)
+
+
+def work_notice_of(request: Request) -> WorkNoticeStandIn:
+    """The app's work-notice stand-in, created on first use with the configured app."""
+    state = request.app.state
+    standin = getattr(state, "work_notice_standin", None)
+    if standin is None:
+        settings = state.settings
+        standin = WorkNoticeStandIn(
+            getattr(settings, "dingtalk_app_key", None),
+            getattr(settings, "dingtalk_app_secret", None),
+            getattr(settings, "dingtalk_agent_id", None),
+        )
+        state.work_notice_standin = standin
+    return standin
+
+
+@router.get("/dingtalk/gettoken")
+async def work_notice_token(request: Request, appkey: str = "", appsecret: str = "") -> Response:
+    return JSONResponse(work_notice_of(request).issue_token(appkey, appsecret, now=time.time()))
+
+
+@router.post("/dingtalk/topapi/message/corpconversation/asyncsend_v2")
+async def work_notice_send(request: Request, access_token: str = "") -> Response:
+    standin = work_notice_of(request)
+    code = standin.check_token(access_token, now=time.time())
+    if code is not None:
+        return JSONResponse({"errcode": code, "errmsg": WORK_NOTICE_ERRMSGS[code]})
+    failure = await _wait(standin.next_failure())
+    if failure is not None and failure.http_status is not None:
+        return PlainTextResponse(_phrase(failure.http_status), status_code=failure.http_status)
+    if failure is not None and failure.errcode is not None:
+        message = WORK_NOTICE_ERRMSGS.get(failure.errcode, "error")
+        return JSONResponse({"errcode": failure.errcode, "errmsg": message})
+    try:
+        payload: Any = json.loads(await request.body())
+    except ValueError:
+        payload = None
+    code, task_id = standin.record(payload)
+    if code is not None:
+        return JSONResponse({"errcode": code, "errmsg": WORK_NOTICE_ERRMSGS[code]})
+    return JSONResponse({"errcode": 0, "errmsg": "ok", "task_id": task_id, "request_id": "sim"})
+
+
+@router.get("/api/dingtalk/work-notices")
+async def work_notices(
+    request: Request, userid: str | None = Query(None, max_length=64), after: int = Query(0, ge=0)
+) -> list[dict]:
+    return [
+        n.as_dict()
+        for n in work_notice_of(request).notices
+        if n.id > after and (userid is None or n.userid == userid)
+    ]
 
 
 # ---------------------------------------------------------------------- governance platform

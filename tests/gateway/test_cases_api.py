@@ -104,8 +104,10 @@ def test_cases_are_routed_to_the_desk_or_community_officer_and_announced(wechat,
         (fraud, noise, lost), "sent"
     )
     urgent = next(n for n in notifier.sent if n.case_id == fraud)
-    assert urgent.urgent and urgent.mobiles == ("13800000003",)
-    assert "@13800000003" in urgent.text and "http://console.test/console/cases/" in urgent.url
+    # urgent: the desk officer and the commander on duty are @-mentioned (issue 12)
+    assert urgent.urgent and urgent.mobiles == ("13800000003", "13800000001")
+    assert "@13800000003 @13800000001" in urgent.text
+    assert "http://console.test/console/cases/" in urgent.url
     due = case(fraud).due_at - case(fraud).created_at
     assert due.total_seconds() == 300  # urgent: first reply within 5 minutes
     dispatch(wechat, notifier)

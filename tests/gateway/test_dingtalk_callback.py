@@ -385,3 +385,182 @@ def test_hostile_bodies_send_nothing_to_nobody(client):
         assert post(client, message(content, msg_id=f"hostile-{index}")).status_code == 200
     with db.session_scope() as session:
         assert session.execute(select(func.count()).select_from(OutboxItem)).scalar_one() == 0
+
+
+# ------------------------------------------------------------------ a reply to the card (issue 12)
+
+
+def card_text(case_id: int) -> str:
+    """The group card the dispatcher sends for a case, as DingTalk shows it."""
+    from casework.dispatch import RoutedCase
+    from gateway.dispatcher import build_notification
+
+    routed = RoutedCase(
+        id=case_id,
+        category="noise_complaint",
+        priority="normal",
+        street="骆驼街道",
+        community=A,
+        location=None,
+        summary="楼上装修",
+        names=("officer_a",),
+        mobiles=(),
+    )
+    return build_notification(routed, ["officer_a"], [], "http://console.test").text
+
+
+def quoting(content: str, quoted: Any, *, msg_id: str, msg_type: str = "markdown") -> dict:
+    """A reply to (quote of) an earlier message, as DingTalk's callback carries it."""
+    body = message(content, msg_id=msg_id)
+    body["text"] = {
+        "content": content,
+        "isReplyMsg": True,
+        "repliedMsg": {
+            "msgId": "robot-card-1",
+            "msgType": msg_type,
+            "senderId": "$:LWCP_v1:$robot",
+            "createdAt": now_ms(),
+            "content": quoted,
+        },
+    }
+    return body
+
+
+def test_a_reply_to_the_card_answers_its_case_without_typing_the_number(client):
+    case_id = make_case("o-card-1")
+    body = quoting("您好，我是社区民警，马上过来。", {"text": card_text(case_id)}, msg_id="card-1")
+    assert said(post(client, body)).startswith(f"已答复案件 #{case_id}，该案件已由您认领")
+    assert outbox_items("o-card-1") == [("您好，我是社区民警，马上过来。", "officer:officer_a")]
+    with db.session_scope() as session:
+        assert session.get(Case, case_id).claimed_by_id == user_id("officer_a")
+        audit = session.execute(
+            select(AuditEntry.action).where(AuditEntry.target_id == case_id)
+        ).scalars()
+        assert "reply_via_dingtalk" in list(audit)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["text", "title", "string", "rich_text"],
+)
+def test_the_quoted_message_may_come_in_several_shapes(client, shape):
+    openid = f"o-card-shape-{shape}"
+    case_id = make_case(openid)
+    quoted: Any = {
+        "text": {"text": f"噪音投诉案件 #{case_id}"},
+        "title": {"title": f"噪音投诉案件 #{case_id}", "text": "（卡片）"},
+        "string": f"噪音投诉案件 #{case_id}",
+        "rich_text": {"richText": [{"text": "噪音投诉"}, {"text": f"案件 #{case_id}"}]},
+    }[shape]
+    body = quoting("@警民通助手 收到，已联系。", quoted, msg_id=f"shape-{shape}")
+    assert said(post(client, body)).startswith(f"已答复案件 #{case_id}")
+    assert outbox_items(openid) == [("收到，已联系。", "officer:officer_a")]
+
+
+def test_an_explicit_number_wins_over_the_quoted_card(client):
+    quoted_case, named_case = make_case("o-card-2"), make_case("o-card-3")
+    body = quoting(
+        f"#{named_case} 这条回复给另一个案件", {"text": card_text(quoted_case)}, msg_id="c2"
+    )
+    assert said(post(client, body)).startswith(f"已答复案件 #{named_case}")
+    assert outbox_items("o-card-2") == []
+    assert outbox_items("o-card-3") == [("这条回复给另一个案件", "officer:officer_a")]
+
+
+def test_a_quote_without_a_case_marker_gets_a_hint_and_sends_nothing(client):
+    make_case("o-card-4")
+    body = quoting("好的", {"text": "今天下午开会"}, msg_id="c4", msg_type="text")
+    answer = said(post(client, body))
+    assert answer.startswith("未能从您引用的消息中识别案件号") and "回复格式" in answer
+    assert outbox_items("o-card-4") == []
+
+
+def test_a_quoted_card_of_another_community_is_out_of_scope(client):
+    in_b = make_case("o-card-5", community=B)
+    body = quoting("您好", {"text": card_text(in_b)}, msg_id="c5")
+    assert said(post(client, body)) == f"案件 #{in_b} 不存在或不在您的处理范围内"
+    assert outbox_items("o-card-5") == []
+
+
+def test_a_redelivered_reply_to_the_card_sends_nothing_twice(client):
+    case_id = make_case("o-card-6")
+    body = quoting("您好，收到", {"text": card_text(case_id)}, msg_id="c6")
+    assert said(post(client, body)) == said(post(client, body))
+    assert outbox_items("o-card-6") == [("您好，收到", "officer:officer_a")]
+
+
+@pytest.mark.parametrize(
+    "template, expected",
+    [
+        ("「警民通助手：噪音投诉案件 #{id} 楼上装修」\n您好，我们马上处理", "您好，我们马上处理"),
+        ("「警民通助手：噪音投诉案件 #{id}」\n------\n您好，已派人", "您好，已派人"),
+        ("噪音投诉案件 #{id}\n- 地点：骆驼街道\n------\n我们十分钟后到", "我们十分钟后到"),
+        ("@警民通助手 案件 #{id} 您好，已收到", "您好，已收到"),
+        ("案件＃{id}：全角也行", "全角也行"),
+    ],
+    ids=["bracket", "bracket-and-dashes", "dashes", "marker-first", "full-width"],
+)
+def test_a_text_that_carries_the_quoted_card_answers_its_case(client, template, expected):
+    openid = f"o-card-text-{abs(hash(template)) % 10**8}"
+    case_id = make_case(openid)
+    answer = post(client, message(template.format(id=case_id), msg_id=openid))
+    assert said(answer).startswith(f"已答复案件 #{case_id}")
+    assert outbox_items(openid) == [(expected, "officer:officer_a")]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "「案件 #{id} 和案件 #{other}」\n------\n您好",  # two cases: which one?
+        "「今天的会议」\n您好",  # a quote naming no case
+        "我看了案件 #{id} 的情况",  # a marker inside a sentence is not a reply
+        "「噪音投诉案件 #{id}」\n------\n",  # a quote and nothing to send
+    ],
+)
+def test_an_unclear_quote_sends_nothing(client, template):
+    openid = f"o-card-unclear-{abs(hash(template)) % 10**8}"
+    case_id = make_case(openid)
+    content = template.format(id=case_id, other=case_id + 1)
+    answer = said(post(client, message(content, msg_id=openid)))
+    assert "回复格式" in answer
+    assert outbox_items(openid) == []
+
+
+def test_every_card_ends_with_how_to_answer_from_dingtalk():
+    assert card_text(7).splitlines()[-1] == (
+        "回复方式：在群里 @机器人 发送“#7 回复内容”，或直接引用本条消息回复。"
+    )
+
+
+QUOTES = st.fixed_dictionaries(
+    {"content": CONTENT},
+    optional={
+        "isReplyMsg": JSON,
+        "repliedMsg": st.one_of(
+            JSON,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "msgId": JSON,
+                    "content": st.one_of(
+                        JSON,
+                        st.fixed_dictionaries({"text": st.one_of(CONTENT, JSON)}),
+                        st.fixed_dictionaries({"richText": st.lists(JSON, max_size=3)}),
+                    ),
+                },
+            ),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=QUOTES, msg_id=st.text(min_size=1, max_size=20))
+def test_no_signed_quote_is_a_server_error(client, text, msg_id):
+    body = message("", msg_id=msg_id)
+    body["text"] = text
+    answer = post(client, json.dumps(body).encode())
+    assert answer.status_code in (200, 409, 422), answer.text
