@@ -124,6 +124,9 @@ class Settings:
     broadcast_mass_send: bool = False  # whole-district warnings by community user tag
     # ---- replies from DingTalk (issue 12)
     dingtalk_app_secret: str | None = None  # verifies the enterprise robot's outgoing callback
+    # ---- console sessions (issue 12): the browser's HttpOnly cookie
+    session_idle_minutes: int = 120  # signed out after this long without a request
+    session_max_hours: int = 12  # signed out this long after signing in, whatever happens
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -200,6 +203,8 @@ class Settings:
             # Unset in production: /api/dingtalk/callback answers 503 (the feature is off).
             dingtalk_app_secret=_env("DINGTALK_APP_SECRET")
             or ("jmt-development-dingtalk-app" if development else None),
+            session_idle_minutes=int(_env("SESSION_IDLE_MINUTES") or 120),
+            session_max_hours=int(_env("SESSION_MAX_HOURS") or 12),
         )
 
     @property
@@ -238,6 +243,8 @@ class Settings:
             found.append(
                 f"LOG_LEVEL={self.log_level!r} is unknown: use one of {', '.join(LOG_LEVELS)}"
             )
+        if self.session_idle_minutes <= 0 or self.session_max_hours <= 0:
+            found.append("SESSION_IDLE_MINUTES and SESSION_MAX_HOURS must be positive")
         if self.development:
             return found
         if self.simulator_enabled:
