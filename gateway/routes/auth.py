@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
@@ -38,7 +38,7 @@ from gateway.deps import (
 )
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-LOGIN_REFUSALS = {
+LOGIN_REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"description": "用户名或密码错误，或已暂时锁定"},
     429: {"description": "尝试过于频繁"},
 }
