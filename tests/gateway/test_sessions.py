@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from starlette.requests import Request
 
 from casework import accounts, db, live, sessions
 from casework.cases import open_case
@@ -22,6 +24,7 @@ from casework.clock import aware, utcnow
 from casework.models import AuditEntry, ConsoleSession
 from gateway.app import create_app
 from gateway.deps import CSRF_REFUSED, CSRF_REFUSED_HEADER, ORIGIN_REFUSED
+from gateway.routes import auth as auth_routes
 from tests.gateway.conftest import StandInRasa, gateway_settings
 
 PASSWORD = "correct-horse-battery"
@@ -132,6 +135,16 @@ def test_over_https_the_cookie_is_secure_with_the_host_prefix(app):
     assert "; Secure" in cookie and "HttpOnly" in cookie and "Domain" not in cookie
     assert browser.get("/api/me").status_code == 200
     assert browser.get("/api/auth/session").json()["csrf_token"] == answer.json()["csrf_token"]
+
+
+def test_production_marks_the_cookie_secure_even_behind_a_plain_http_proxy(app):
+    """TLS usually ends at the reverse proxy: the gateway may see http, the browser https."""
+    settings = app.state.settings
+    scope = {"type": "http", "scheme": "http", "server": ("gateway", 8000), "path": "/"}
+    plain = Request({**scope, "headers": []})
+    assert not auth_routes._secure(plain, settings)  # development over plain HTTP
+    assert auth_routes._secure(plain, replace(settings, environment="production"))
+    assert auth_routes._secure(Request({**scope, "scheme": "https", "headers": []}), settings)
 
 
 def test_the_bearer_login_is_unchanged_and_sets_no_cookie(client):
