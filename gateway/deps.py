@@ -71,12 +71,18 @@ def _origin(url: str) -> str:
 
 def check_origin(request: Request, settings: Settings) -> None:
     """403 when the browser says the request comes from another site. Browsers send
-    `Origin` with every cross-site POST; an absent header is left to the CSRF token."""
+    `Origin` with every cross-site POST; an absent header is left to the CSRF token.
+
+    The console's own origin is `CONSOLE_URL`'s, or any scheme on the host the request
+    was sent to: behind a TLS proxy the gateway sees http where the browser saw https."""
     origin = request.headers.get("origin")
     if origin is None:
         return
-    allowed = {_origin(str(request.base_url)), _origin(settings.console_url)}
-    if origin.strip().lower() not in allowed:  # "null" included
+    given = origin.strip().lower()
+    own_host = request.headers.get("host", "").strip().lower()
+    parts = urlsplit(given)
+    same_host = bool(own_host) and parts.scheme in ("http", "https") and parts.netloc == own_host
+    if not same_host and given != _origin(settings.console_url):  # "null" included
         raise HTTPException(status.HTTP_403_FORBIDDEN, ORIGIN_REFUSED)
 
 
