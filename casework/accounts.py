@@ -2,6 +2,9 @@
 
 Tokens are JWTs (HS256) signed with SECRET_KEY; without one (development), a random
 secret is generated once and kept in the database so every gateway worker shares it.
+API clients use them as bearer tokens; the console's browsers use cookie sessions
+(`casework/sessions.py`). Disabling an account, resetting its password or logging it out
+everywhere ends both: every session, and every token issued before that moment.
 
 Login throttling lives in the shared database (`login_attempts`), so every gateway
 worker sees the same counts. Failures are counted per (username, client IP) — five within
@@ -28,6 +31,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from casework import sessions
 from casework.clock import utcnow
 from casework.models import LoginAttempt, SharedValue, User
 
@@ -370,8 +374,11 @@ def _existing(session: Session, username: str) -> User:
 
 
 def disable_user(*, session: Session, username: str) -> UserPublic:
-    """Refuse every future login and every token already issued (deps check `active`)."""
-    _existing(session, username).active = False
+    """Refuse every future login and every token already issued (deps check `active`);
+    its sessions and tokens end for good, so enabling it again later revives none."""
+    user = _existing(session, username)
+    user.active = False
+    sessions.revoke_everywhere(session=session, user=user)
     session.flush()
     [public] = [u for u in list_users(session=session) if u.username == username]
     return public
@@ -382,10 +389,18 @@ def reset_password(*, session: Session, username: str, password: str) -> UserPub
     _check_password_policy(password)
     user = _existing(session, username)
     user.password_hash = hash_password(password)
+    # A reset follows a forgotten or a leaked password: whoever held the old one is out.
+    sessions.revoke_everywhere(session=session, user=user)
     session.flush()
     clear_lockouts(session=session, username=username)
     [public] = [u for u in list_users(session=session) if u.username == username]
     return public
+
+
+def logout_everywhere(*, session: Session, username: str) -> int:
+    """End every console session of `username` and every bearer token issued until now
+    (a lost phone). Returns how many sessions were live."""
+    return sessions.revoke_everywhere(session=session, user=_existing(session, username))
 
 
 def set_dingtalk_id(*, session: Session, username: str, dingtalk_id: str | None) -> UserPublic:
@@ -423,6 +438,7 @@ class TokenClaims:
     user_id: int
     username: str
     role: str
+    issued_us: int  # when it was issued, in microseconds since the epoch
 
 
 def issue_token(*, user: User, secret: str, lifetime: timedelta = TOKEN_LIFETIME) -> str:
@@ -432,6 +448,7 @@ def issue_token(*, user: User, secret: str, lifetime: timedelta = TOKEN_LIFETIME
         "name": user.username,
         "role": user.role,
         "iat": int(now.timestamp()),
+        "iat_us": sessions.issued_microseconds(now),  # logout everywhere compares this
         "exp": int((now + lifetime).timestamp()),
     }
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -440,6 +457,23 @@ def issue_token(*, user: User, secret: str, lifetime: timedelta = TOKEN_LIFETIME
 def read_token(token: str, *, secret: str) -> TokenClaims:
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"])
-        return TokenClaims(user_id=int(claims["sub"]), username=claims["name"], role=claims["role"])
-    except (jwt.PyJWTError, KeyError, ValueError) as error:
+        # Tokens from before `iat_us` existed count from their whole second, which can
+        # only make them older: a logout everywhere never spares one.
+        issued_us = int(claims["iat_us"] if "iat_us" in claims else int(claims["iat"]) * 10**6)
+        return TokenClaims(
+            user_id=int(claims["sub"]),
+            username=claims["name"],
+            role=claims["role"],
+            issued_us=issued_us,
+        )
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError) as error:
         raise AuthError("登录已失效，请重新登录") from error
+
+
+def bearer_user(*, session: Session, claims: TokenClaims) -> User | None:
+    """The account a valid token names, while it is active and the token was issued after
+    the account last logged out everywhere (read_token's caller checks this)."""
+    user = session.get(User, claims.user_id)
+    if user is None or not user.active:
+        return None
+    return user if sessions.bearer_still_valid(user, issued_us=claims.issued_us) else None

@@ -294,6 +294,24 @@ class User(Base):
     on_duty = Column(Boolean, nullable=False, default=False)  # the duty commander
     # ---- revision 0010: the officer's DingTalk user id (staffId), unique when set
     dingtalk_id = Column(String(64), nullable=True)
+    # ---- revision 0011: bearer tokens issued before this are refused (logout everywhere)
+    tokens_valid_after = Column(DateTime(timezone=True), nullable=True)
+
+
+class ConsoleSession(Base):
+    """A browser's sign-in to the console (revision 0011): the cookie holds a random
+    token, the table only its SHA-256 (`casework/sessions.py`)."""
+
+    __tablename__ = "console_sessions"
+
+    id = Column(String(64), primary_key=True)
+    user_id = Column(Integer, ForeignKey("users.id"), nullable=False, index=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    expires_at = Column(DateTime(timezone=True), nullable=False, index=True)
+    revoked_at = Column(DateTime(timezone=True), nullable=True)
+    client_ip = Column(String(64), nullable=True)
+    user_agent = Column(String(255), nullable=True)
 
 
 class SharedValue(Base):

@@ -130,6 +130,9 @@ class Settings:
     dingtalk_app_key: str | None = None
     dingtalk_agent_id: str | None = None  # the app's AgentId
     dingtalk_api_url: str = "https://oapi.dingtalk.com"  # gettoken, asyncsend_v2
+    # ---- console sessions (issue 12): the browser's HttpOnly cookie
+    session_idle_minutes: int = 120  # signed out after this long without a request
+    session_max_hours: int = 12  # signed out this long after signing in, whatever happens
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -214,6 +217,8 @@ class Settings:
                 _env("DINGTALK_API_URL")
                 or (f"{local}/simulator/dingtalk" if development else "https://oapi.dingtalk.com")
             ).rstrip("/"),
+            session_idle_minutes=int(_env("SESSION_IDLE_MINUTES") or 120),
+            session_max_hours=int(_env("SESSION_MAX_HOURS") or 12),
         )
 
     @property
@@ -252,6 +257,8 @@ class Settings:
             found.append(
                 f"LOG_LEVEL={self.log_level!r} is unknown: use one of {', '.join(LOG_LEVELS)}"
             )
+        if self.session_idle_minutes <= 0 or self.session_max_hours <= 0:
+            found.append("SESSION_IDLE_MINUTES and SESSION_MAX_HOURS must be positive")
         if self.development:
             return found
         if self.simulator_enabled:

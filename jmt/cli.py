@@ -7,6 +7,7 @@ jmt user add NAME --role R [--community C] [--desk D] [--dingtalk-id ID] [--mobi
                           create a console account (password from a prompt or stdin)
 jmt user list | disable NAME | reset NAME   accounts, lock one out, set a new password
 jmt user set-dingtalk NAME ID | --unbind    bind the officer's DingTalk user id (staffId)
+jmt user logout NAME      end every console session and bearer token of NAME (lost phone)
 jmt demo-data             demo jurisdictions and accounts (development only)
 jmt train | evaluate      same as `make train` / `make evaluate`
 jmt nlu inbox | export      the trainers' inbox (masked), export to nlu_data/
@@ -144,7 +145,7 @@ def disable_user(args: argparse.Namespace) -> None:
             audit.record(session, None, "user_disable", "user", user.id, via="cli")
     except accounts.AccountError as error:
         _fail("disable", error)
-    _print(f"disabled {args.name}: no new logins, and its tokens no longer work")
+    _print(f"disabled {args.name}: no new logins, and its sessions and tokens no longer work")
 
 
 def reset_user(args: argparse.Namespace) -> None:
@@ -156,7 +157,27 @@ def reset_user(args: argparse.Namespace) -> None:
             audit.record(session, None, "user_reset", "user", user.id, via="cli")
     except (accounts.AccountError, PasswordError) as error:
         _fail("reset", error)
-    _print(f"new password set for {args.name}; its login lockouts are cleared")
+    _print(
+        f"new password set for {args.name}; its login lockouts are cleared and it is "
+        "signed out everywhere"
+    )
+
+
+def logout_user(args: argparse.Namespace) -> None:
+    db.migrate()
+    try:
+        with db.session_scope() as session:
+            ended = accounts.logout_everywhere(session=session, username=args.name)
+            [user] = [u for u in accounts.list_users(session=session) if u.username == args.name]
+            audit.record(
+                session, None, "logout_everywhere", "user", user.id, via="cli", sessions_ended=ended
+            )
+    except accounts.AccountError as error:
+        _fail("logout", error)
+    _print(
+        f"{args.name} is signed out everywhere: {ended} console session(s) ended, "
+        "and every bearer token issued until now is refused"
+    )
 
 
 def set_dingtalk(args: argparse.Namespace) -> None:
@@ -190,6 +211,8 @@ def user_command(args: argparse.Namespace) -> None:
         reset_user(args)
     elif args.user_command == "set-dingtalk":
         set_dingtalk(args)
+    elif args.user_command == "logout":
+        logout_user(args)
 
 
 def load_demo() -> None:
@@ -319,6 +342,10 @@ def main(argv: list[str] | None = None) -> None:
     bind.add_argument("name")
     bind.add_argument("dingtalk_id", nargs="?", metavar="ID")
     bind.add_argument("--unbind", action="store_true", help="remove the binding")
+    logout = user_commands.add_parser(
+        "logout", help="end every console session and bearer token of the account"
+    )
+    logout.add_argument("name")
     commands.add_parser("demo-data", help="load demo jurisdictions and accounts")
     commands.add_parser("train", help="train a model unless one matches the data")
     commands.add_parser("evaluate", help="evaluate the model on the held-out set")

@@ -1,10 +1,12 @@
 """GET /api/events — server-sent events for the console's live queue.
 
-The console first trades its bearer token for a stream ticket (POST /api/events/ticket),
-then opens the stream with `?ticket=`: the JWT never appears in a URL, and a ticket that
-leaks into a log is already used or expired. Each connection polls the shared database
-once a second (`casework.live`), which keeps it right with several gateway workers and
-with cases created by the action server.
+The console first trades its session cookie (with the CSRF header) — or an API client
+its bearer token — for a stream ticket (POST /api/events/ticket), then opens the stream
+with `?ticket=`: no credential appears in a URL, and a ticket that leaks into a log is
+already used or expired. Each connection polls the shared database once a second
+(`casework.live`), which keeps it right with several gateway workers and with cases
+created by the action server; each poll also checks that the session (or the bearer
+token's standing) the ticket was asked with still holds, so logging out ends the stream.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 
-from casework import db, live
-from gateway.deps import OfficerUser, SessionDep
+from casework import db, live, sessions
+from gateway.deps import AuthDep, OfficerUser, SessionDep, session_policy
 
 router = APIRouter(prefix="/api", tags=["events"])
 POLL_SECONDS = 1.0
@@ -25,9 +27,10 @@ PING_EVERY = 15
 
 
 @router.post("/events/ticket", response_model=live.StreamTicket)
-def stream_ticket(user: OfficerUser, session: SessionDep) -> live.StreamTicket:
+def stream_ticket(user: OfficerUser, auth: AuthDep, session: SessionDep) -> live.StreamTicket:
+    console_session = auth.console_session.id if auth.console_session else None
     try:
-        ticket = live.issue_ticket(session=session, user=user)
+        ticket = live.issue_ticket(session=session, user=user, console_session_id=console_session)
     except live.StreamRefused as error:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from error
     # Commit before answering: the browser opens the stream at once, maybe on another worker.
@@ -35,17 +38,23 @@ def stream_ticket(user: OfficerUser, session: SessionDep) -> live.StreamTicket:
     return ticket
 
 
-def _redeem(database_url: str, ticket: str) -> int | None:
+def _redeem(database_url: str, ticket: str) -> live.StreamGrant | None:
     with db.session_scope(database_url) as session:
-        return live.redeem_ticket(session=session, ticket=ticket)
+        return live.redeem(session=session, ticket=ticket)
 
 
 def _changes(
-    database_url: str, user_id: int, since: datetime | None, last_message: int
+    database_url: str,
+    grant: live.StreamGrant,
+    policy: sessions.Policy,
+    since: datetime | None,
+    last_message: int,
 ) -> live.LiveChanges:
     with db.session_scope(database_url) as session:
+        if not live.grant_holds(session=session, grant=grant, policy=policy):
+            raise live.StreamRefused("登录已失效，请重新登录")
         return live.changes(
-            session=session, user_id=user_id, since=since, last_message=last_message
+            session=session, user_id=grant.user_id, since=since, last_message=last_message
         )
 
 
@@ -56,12 +65,13 @@ def _changes(
 )
 async def events(request: Request, ticket: str = "") -> StreamingResponse:
     """The stream; `ticket` from POST /api/events/ticket, good for one connection."""
-    database_url = request.app.state.settings.database_url
-    user_id = await asyncio.to_thread(_redeem, database_url, ticket)
-    if user_id is None:
+    settings = request.app.state.settings
+    database_url, policy = settings.database_url, session_policy(settings)
+    grant = await asyncio.to_thread(_redeem, database_url, ticket)
+    if grant is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "实时推送票据无效或已过期，请重新连接")
     try:  # start from "now": the console loads the current queue itself
-        first = await asyncio.to_thread(_changes, database_url, user_id, None, 0)
+        first = await asyncio.to_thread(_changes, database_url, grant, policy, None, 0)
     except live.StreamRefused as error:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from error
 
@@ -72,9 +82,11 @@ async def events(request: Request, ticket: str = "") -> StreamingResponse:
         while not await request.is_disconnected():
             await asyncio.sleep(POLL_SECONDS)
             try:
-                news = await asyncio.to_thread(_changes, database_url, user_id, since, last_message)
+                news = await asyncio.to_thread(
+                    _changes, database_url, grant, policy, since, last_message
+                )
             except live.StreamRefused:
-                return  # disabled meanwhile: end the stream; reconnecting needs a new ticket
+                return  # signed out or disabled meanwhile: end; reconnecting needs a ticket
             since, last_message = news.since, news.last_message
             for case in news.cases:
                 yield f"event: case\ndata: {case.json()}\n\n"

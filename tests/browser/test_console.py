@@ -338,7 +338,11 @@ def test_api_text_is_never_markup_and_a_stale_token_returns_to_login(
     expect(page.locator("#case-summary")).to_have_text(hostile)
     assert page.evaluate("window.__pwned") is None
 
-    page.evaluate("sessionStorage.setItem('jmtConsoleToken', 'not-a-token')")
+    # A session cookie the server does not know (ended, or never issued) — HttpOnly, so
+    # only the browser's cookie jar can hold it, as after a logout on another device.
+    page.context.add_cookies(
+        [{"name": "jmt_session", "value": "not-a-session", "url": gateway.url}]
+    )
     page.goto("/console/metrics")
     expect(page).to_have_url(re.compile(r"/console/login\?next=%2Fconsole%2Fmetrics$"))
     page.fill("#username", "wang")

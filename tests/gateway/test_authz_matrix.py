@@ -30,7 +30,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from starlette.routing import Mount, Route
 
-from casework import accounts, broadcasts, db, dissuasion, nlu_export, stop_payments
+from casework import accounts, broadcasts, db, dissuasion, nlu_export, sessions, stop_payments
 from casework.broadcast_schemas import AudienceIn
 from casework.cases import open_case, open_ticket
 from casework.clock import utcnow
@@ -143,6 +143,9 @@ class Row:
     files: dict[str, Any] | None = None  # a multipart upload
     params: dict[str, Any] | None = None  # the query string
     fresh_broadcast: str | None = None  # acts on a new community-A broadcast in this state
+    # The role signs in through the console's cookie session (POST /api/auth/session)
+    # for this check, and sends its cookie and CSRF token instead of the bearer header.
+    session: bool = False
 
 
 STREAM_NOTE = (
@@ -178,6 +181,14 @@ MATRIX: dict[tuple[str, str], Row] = {
     # ---- accounts
     ("POST", "/api/auth/token"): Row(signed_in(200), form=True),
     ("GET", "/api/me"): Row(signed_in(200)),
+    # ---- console sessions (issue 12): the cookie-based rows sign in afresh per check;
+    # logout answers 204 even without a session (nothing to end); logout-all ends every
+    # session and bearer token of the role (the matrix signs the role in again after it)
+    ("POST", "/api/auth/session"): Row(signed_in(200), form=True),
+    ("GET", "/api/auth/session"): Row(signed_in(200), session=True),
+    ("GET", "/api/auth/sessions"): Row(signed_in(200)),
+    ("POST", "/api/auth/logout"): Row(everyone(204), session=True),
+    ("POST", "/api/auth/logout-all"): Row(signed_in(200), session=True),
     ("GET", "/api/vocabulary"): Row(signed_in(200)),
     # The stream takes a single-use ticket, never the bearer header (tokens stay out of
     # URLs); without one everybody is refused. Tickets: tests/gateway/test_events.py.
@@ -477,12 +488,40 @@ def _path(world: World, template: str, row: Row) -> str:
     return template.format(**values)
 
 
+def _bearer(client: TestClient, role: str) -> dict[str, str]:
+    answer = client.post("/api/auth/token", data={"username": role, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def _console_session(world: World, role: str) -> dict[str, str]:
+    """A new console session of `role`: its cookie and CSRF token as explicit headers (the
+    client's cookie jar stays empty, so no other cell is signed in by accident)."""
+    login = {"username": role, "password": PASSWORD}
+    answer = world.client.post("/api/auth/session", data=login)
+    assert answer.status_code == 200, answer.text
+    token = world.client.cookies[sessions.COOKIE]
+    world.client.cookies.clear()
+    return {"Cookie": f"{sessions.COOKIE}={token}", "X-CSRF-Token": answer.json()["csrf_token"]}
+
+
 def _check(world: World, method: str, template: str, row: Row, role: str) -> str | None:
     """None when the cell holds, else what happened."""
+    try:
+        return _check_cell(world, method, template, row, role)
+    finally:
+        world.client.cookies.clear()  # a console login's cookie signs in no later cell
+        if row.session and role != "anonymous":  # logout-all ended the role's token
+            world.headers[role] = _bearer(world.client, role)
+
+
+def _check_cell(world: World, method: str, template: str, row: Row, role: str) -> str | None:
     expected = row.expect[role]
     if row.stream and expected == 200:
         return None  # STREAM_NOTE
     kwargs: dict[str, Any] = {"headers": world.headers[role]}
+    if row.session:
+        kwargs["headers"] = _console_session(world, role) if role != "anonymous" else {}
     if row.json is not None:
         kwargs["json"] = row.json
     if row.files is not None:

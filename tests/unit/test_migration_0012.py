@@ -15,7 +15,7 @@ from tests.unit.test_migration_0006 import _alembic
 
 
 def test_0012_goes_down_and_up_again(database_url):
-    _alembic(database_url, command.downgrade, "0010")
+    _alembic(database_url, command.downgrade, "0011")
     inspector = sa.inspect(db.get_engine(database_url))
     assert "case_notices" not in inspector.get_table_names()
     assert "escalated_at" not in {c["name"] for c in inspector.get_columns("cases")}

@@ -1,6 +1,8 @@
 /* 镇海警民通 · 民警工作台 — helpers shared by every console page.
  *
- * - api(): fetch with the bearer token; a 401 sends the officer back to the login page.
+ * - api(): fetch with the session cookie (HttpOnly: this script never sees it) and, for
+ *   POST/PUT/PATCH/DELETE, the session's CSRF token, kept in memory only; a 401 sends
+ *   the officer to the login page with ?next= (docs/console-api.md "Signing in").
  * - h(): builds DOM nodes; text always goes through text nodes (never as markup), so
  *   nothing the API returns can inject markup.
  * - formatting in Beijing time (UTC+8, no daylight saving) whatever the browser's zone.
@@ -10,7 +12,8 @@
 "use strict";
 
 const JMT = (() => {
-  const TOKEN_KEY = "jmtConsoleToken";
+  const LEGACY_TOKEN_KEY = "jmtConsoleToken"; // where a bearer token used to be kept
+  const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
   const BEIJING_OFFSET_MS = 8 * 3600 * 1000;
 
   // ------------------------------------------------------------------ vocabulary
@@ -51,18 +54,31 @@ const JMT = (() => {
     return select;
   }
 
-  // ------------------------------------------------------------------ token and API
+  // ------------------------------------------------------------------ session and API
 
-  function token() {
-    return sessionStorage.getItem(TOKEN_KEY);
+  // No credential is stored by this script: the browser holds the HttpOnly session cookie
+  // (it survives DingTalk's in-app browser being closed, sessionStorage does not). What
+  // the script keeps is the session's CSRF token, in memory, for requests that change
+  // something. A bearer token an older version left in sessionStorage is dropped.
+  try {
+    sessionStorage.removeItem(LEGACY_TOKEN_KEY);
+  } catch (e) {
+    /* storage unavailable: nothing to drop */
   }
 
-  function setToken(value) {
-    sessionStorage.setItem(TOKEN_KEY, value);
+  let sessionPromise = null;
+
+  /** This browser's session (GET /api/auth/session: CSRF token, user, expiry), once per
+   * page; `fresh` asks again (another tab may have signed in anew). */
+  function session(fresh = false) {
+    if (!sessionPromise || fresh) {
+      sessionPromise = api("/api/auth/session");
+      sessionPromise.catch(() => (sessionPromise = null)); // let a later call retry
+    }
+    return sessionPromise;
   }
 
   function toLogin() {
-    sessionStorage.removeItem(TOKEN_KEY);
     const here = location.pathname + location.search;
     const next = here.startsWith("/console/login") ? "" : "?next=" + encodeURIComponent(here);
     location.replace("/console/login" + next);
@@ -102,17 +118,12 @@ const JMT = (() => {
    * Response itself (for downloads). Throws ApiError with a message safe to show.
    */
   async function api(path, { method = "GET", body, raw = false } = {}) {
-    const headers = { Authorization: "Bearer " + (token() || "") };
-    const init = { method, headers, cache: "no-store" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (e) {
-      throw new ApiError(0, "网络连接失败，请检查网络后重试");
+    const unsafe = UNSAFE_METHODS.has(method.toUpperCase());
+    let response = await send(path, method, body, unsafe ? (await session()).csrf_token : null);
+    if (unsafe && response.status === 403 && response.headers.get("X-CSRF-Refused")) {
+      // The cookie now belongs to a newer session (signed in again in another tab):
+      // fetch that session's token and try once more.
+      response = await send(path, method, body, (await session(true)).csrf_token);
     }
     if (response.status === 401) {
       toLogin();
@@ -122,6 +133,21 @@ const JMT = (() => {
     if (raw) return response;
     if (response.status === 204) return null;
     return response.json();
+  }
+
+  async function send(path, method, body, csrf) {
+    const headers = {};
+    const init = { method, headers, cache: "no-store", credentials: "same-origin" };
+    if (csrf) headers["X-CSRF-Token"] = csrf;
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    try {
+      return await fetch(path, init);
+    } catch (e) {
+      throw new ApiError(0, "网络连接失败，请检查网络后重试");
+    }
   }
 
   // ------------------------------------------------------------------ DOM
@@ -315,24 +341,18 @@ const JMT = (() => {
 
   // ------------------------------------------------------------------ page chrome
 
-  let meCache = null;
+  /** Who is signed in (the session's user: id, username, name, role, desk, community). */
   async function me() {
-    if (!meCache) meCache = api("/api/me");
-    return meCache;
+    return (await session()).user;
   }
 
-  /** Every signed-in page: no token → login; name in the header; 退出. */
+  /** Every signed-in page: not signed in → login (with ?next=); name in the header;
+   * 退出 (this browser) and 退出所有设备 (every device, and every API token). */
   function initChrome() {
-    if (!token()) {
-      toLogin();
-      return false;
-    }
     const logout = $("logout");
     if (logout) {
-      logout.addEventListener("click", () => {
-        sessionStorage.removeItem(TOKEN_KEY);
-        location.replace("/console/login");
-      });
+      logout.addEventListener("click", () => signOut("/api/auth/logout", logout));
+      logout.after(logoutAllControl());
     }
     Promise.all([me(), vocabulary().catch(() => null)])
       .then(([user]) => {
@@ -340,15 +360,59 @@ const JMT = (() => {
           (user.desk ? `·${user.desk}` : user.community ? `·${user.community}` : "") + "）";
         $("me").textContent = who;
       })
-      .catch(() => {});
+      .catch(() => {}); // a 401 has already gone to the login page
     return true;
+  }
+
+  /** POST a logout route, then the login page; on failure say so and stay. */
+  async function signOut(path, button) {
+    button.disabled = true;
+    try {
+      await api(path, { method: "POST" });
+      location.replace("/console/login");
+    } catch (e) {
+      if (e.status !== 401) toast(e.message, true); // 401: already on the way to login
+      button.disabled = false;
+    }
+  }
+
+  /** The 退出所有设备 button and its confirmation (a lost phone: every session and every
+   * API token of this account end, this browser's too). */
+  function logoutAllControl() {
+    const accept = h("button", { type: "button", id: "logout-all-confirm", className: "danger" },
+      "确定退出");
+    const cancel = h("button", { type: "button", id: "logout-all-cancel" }, "取消");
+    const dialog = h(
+      "div",
+      { id: "logout-all-dialog", className: "logout-all-dialog", role: "dialog",
+        "aria-modal": "true", "aria-labelledby": "logout-all-title", hidden: true },
+      h("div", { className: "logout-all-box" },
+        h("h2", { id: "logout-all-title" }, "退出所有设备"),
+        h("p", {}, "将退出您在所有手机和电脑上的登录（包括本机），已签发的接口令牌也一并失效。" +
+          "手机丢失或借用他人设备后请使用。确定退出吗？"),
+        h("div", { className: "logout-all-actions" }, cancel, accept))
+    );
+    const open = h("button", { type: "button", id: "logout-all", className: "link" },
+      "退出所有设备");
+    open.addEventListener("click", () => {
+      dialog.hidden = false;
+      cancel.focus();
+    });
+    cancel.addEventListener("click", () => (dialog.hidden = true));
+    dialog.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") dialog.hidden = true;
+    });
+    accept.addEventListener("click", () => signOut("/api/auth/logout-all", accept));
+    document.body.append(dialog);
+    return open;
   }
 
   /**
    * Subscribe to the event stream. `handlers` maps event names ("case", "message") to
    * functions receiving the parsed data. Each (re)connection first fetches a fresh
-   * single-use stream ticket with the bearer token (POST /api/events/ticket), so the
-   * token never appears in a URL; a 401 there sends the user to the login page.
+   * single-use stream ticket with the session (POST /api/events/ticket), so no credential
+   * appears in a URL; a 401 there sends the user to the login page. The stream ends when
+   * the session does (logout, expiry); the reconnect then finds the 401.
    */
   /**
    * `resync` (optional) runs each time the stream (re)connects: the stream starts from
@@ -424,7 +488,7 @@ const JMT = (() => {
 
   return {
     vocabulary, label, hasLabel, fillOptions,
-    token, setToken, toLogin, api, ApiError,
+    session, toLogin, api, ApiError,
     h, $, clear, showError, toast,
     parseTime, fmtTime, fmtShort, fmtDate, fmtDuration, fmtSpan, fmtYuan, fmtPercent,
     priorityBadge, statusBadge, officerName, deadline, countdownText,

@@ -1,4 +1,5 @@
-/* 登录: username/password → POST /api/auth/token (OAuth2 password form) → sessionStorage. */
+/* 登录: username/password → POST /api/auth/session (OAuth2 password form) → the browser
+ * keeps the HttpOnly session cookie; this script stores nothing. */
 "use strict";
 
 (() => {
@@ -16,15 +17,9 @@
   }
 
   /** Trainers work in the NLU inbox, not the case queue (which they may not see). */
-  async function landingPage(token) {
+  function landingPage(user) {
     const next = nextPage();
-    if (next !== "/console") return next;
-    try {
-      const me = await fetch("/api/me", { headers: { Authorization: `Bearer ${token}` } });
-      if (me.ok && (await me.json()).role === "trainer") return "/console/nlu";
-    } catch (e) {
-      /* fall back to the queue */
-    }
+    if (next === "/console" && user && user.role === "trainer") return "/console/nlu";
     return next;
   }
 
@@ -40,11 +35,12 @@
     submit.disabled = true;
     submit.textContent = "正在登录…";
     try {
-      const response = await fetch("/api/auth/token", {
+      const response = await fetch("/api/auth/session", {
         method: "POST",
         headers: { "Content-Type": "application/x-www-form-urlencoded" },
         body: new URLSearchParams({ username, password, grant_type: "password" }),
         cache: "no-store",
+        credentials: "same-origin",
       });
       let data = {};
       try {
@@ -52,14 +48,13 @@
       } catch (e) {
         /* not JSON */
       }
-      if (!response.ok || !data.access_token) {
+      if (!response.ok || !data.csrf_token) {
         const detail = typeof data.detail === "string" ? data.detail : "";
         showError(error, detail || `登录失败（HTTP ${response.status}），请稍后再试`);
         $("password").select();
         return;
       }
-      JMT.setToken(data.access_token);
-      location.replace(await landingPage(data.access_token));
+      location.replace(landingPage(data.user));
     } catch (e) {
       showError(error, "网络连接失败，请检查网络后重试");
     } finally {
