@@ -200,3 +200,43 @@ def test_make_exports_no_setting_that_would_hide_dotenvs() -> None:
     exported = {line.split("=", 1)[0] for line in probe.stdout.splitlines() if "=" in line}
     assert not exported & set(names), f"the Makefile exports {sorted(exported & set(names))}"
     assert "JMT_ENV" in exported  # make's targets are development (on purpose)
+
+
+def test_gateway_workers_trust_forwarded_for_only_from_the_listed_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The login limit per address and the audit trail see the client behind the reverse
+    proxy (X-Forwarded-For) when the proxy is listed in FORWARDED_ALLOW_IPS (`.env` too),
+    and the proxy's own address from anyone else."""
+    import asyncio
+
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from jmt import gateway_worker
+
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    monkeypatch.setattr("casework.settings._dotenv", lambda path: {})
+    default = gateway_worker.uvicorn_config("gateway.app:app", host="127.0.0.1", port=8000)
+    assert (default.proxy_headers, default.forwarded_allow_ips) == (True, "127.0.0.1")
+    dotenv = {"FORWARDED_ALLOW_IPS": "10.0.0.7"}
+    monkeypatch.setattr("casework.settings._dotenv", lambda path: dotenv)
+    config = gateway_worker.uvicorn_config("gateway.app:app", host="127.0.0.1", port=8000)
+
+    def client_seen(peer: str) -> str:
+        seen: list[str] = []
+
+        async def app(scope, receive, send) -> None:
+            seen.append(scope["client"][0])
+
+        scope = {
+            "type": "http",
+            "scheme": "http",
+            "client": (peer, 40000),
+            "headers": [(b"x-forwarded-for", b"203.0.113.9")],
+        }
+        middleware = ProxyHeadersMiddleware(app, trusted_hosts=config.forwarded_allow_ips)
+        asyncio.run(middleware(scope, None, None))
+        return seen[0]
+
+    assert client_seen("10.0.0.7") == "203.0.113.9"  # the listed proxy: the real client
+    assert client_seen("10.0.0.8") == "10.0.0.8"  # anyone else cannot claim an address
