@@ -8,12 +8,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 RASA        := $(VENV)/bin/rasa
 STAMP       := $(VENV)/.installed
-RASA_PORT    ?= 5005
-ACTIONS_PORT ?= 5055
-GATEWAY_PORT ?= 8000
-export RASA_PORT ACTIONS_PORT GATEWAY_PORT
-export ACTION_ENDPOINT_URL ?= http://$(or $(ACTIONS_HOST),127.0.0.1):$(ACTIONS_PORT)/webhook
-export RASA_TRACKER_DB ?= var/rasa-tracker.sqlite3
+# Ports, hosts and the other settings are not defaulted here: the launcher reads them from
+# the environment, then `.env` (python-dotenv), then its own defaults (5005, 5055, 8000 …).
+# A value exported from this file would hide the one in `.env`.
 # Every target here is development; a deployment sets JMT_ENV=production (the default when
 # JMT_ENV is unset), which refuses every development default.
 export JMT_ENV ?= development

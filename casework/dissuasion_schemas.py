@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, condecimal, constr, validator
 
+from casework.clock import utcnow
 from casework.residents import PhoneError, normalise_phone
 from casework.schemas import PersonRef
 from casework.vocabulary import RISK_LEVEL_LABELS
@@ -24,7 +25,7 @@ def plausible(value: datetime, name: str) -> datetime:
         utc = value.astimezone(timezone.utc)
     except (OverflowError, ValueError) as error:
         raise ValueError(f"{name} is out of range") from error
-    if not EARLIEST <= utc <= datetime.now(timezone.utc) + FUTURE_SKEW:
+    if not EARLIEST <= utc <= utcnow() + FUTURE_SKEW:
         raise ValueError(f"{name} must be a real time, not before 2000 nor in the future")
     return utc
 

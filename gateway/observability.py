@@ -40,7 +40,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from casework import backlog, db, logconfig
+from casework import audit, backlog, db, logconfig
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_ID_HEADER = logconfig.REQUEST_ID_HEADER
@@ -106,7 +106,8 @@ def route_label(scope: Scope) -> str:
 
 class RequestContext:
     """Pure ASGI middleware (no per-request task, streams untouched): request id, the
-    X-Request-ID response header, HTTP count and latency."""
+    X-Request-ID response header, the client address for the audit trail, HTTP count and
+    latency."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -117,6 +118,10 @@ class RequestContext:
             return
         request_id = logconfig.request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
         token = logconfig.REQUEST_ID.set(request_id)
+        # The peer (uvicorn puts a trusted proxy's X-Forwarded-For there): the audit
+        # trail's "from where" for every entry this request makes.
+        client = scope.get("client")
+        address = audit.CLIENT_IP.set(str(client[0]) if client else None)
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 
@@ -134,6 +139,7 @@ class RequestContext:
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
             logconfig.REQUEST_ID.reset(token)
+            audit.CLIENT_IP.reset(address)
 
 
 def current_request_id() -> str | None:

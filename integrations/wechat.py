@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -27,6 +27,7 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
 from casework import db, shared
+from casework.clock import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class SqlTokenStorage(SessionStorage):
 
     def set(self, key: str, value: Any, ttl: int | None = None) -> None:
         # Expire a little early so no worker uses a token WeChat has already dropped.
-        expires = datetime.now(timezone.utc) + timedelta(seconds=max((ttl or 7200) - 120, 60))
+        expires = utcnow() + timedelta(seconds=max((ttl or 7200) - 120, 60))
         with db.session_scope(self.database_url) as session:
             shared.write(session=session, key=f"wechat:{key}", value=str(value), expires_at=expires)
 

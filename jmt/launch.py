@@ -99,6 +99,19 @@ def _port(name: str, default: int) -> int:
     return int(_env(name) or default)
 
 
+def rasa_endpoint_environment(settings: Settings, actions_port: int) -> dict[str, str]:
+    """What bot/endpoints.yml substitutes, as set in the environment or `.env` (Rasa reads
+    only its environment, so `.env`'s values are handed on), else the defaults: Rasa
+    reaches the action server on the host it listens on (loopback by default), and keeps
+    its trackers in var/."""
+    return {
+        "ACTION_ENDPOINT_URL": _env("ACTION_ENDPOINT_URL")
+        or f"http://{settings.actions_host}:{actions_port}/webhook",
+        "RASA_TRACKER_DB": _env("RASA_TRACKER_DB")
+        or str(settings.var_dir / "rasa-tracker.sqlite3"),
+    }
+
+
 def action_server(port: int, *, host: str = "127.0.0.1") -> list[str]:
     """rasa-sdk behind ACTIONS_TOKEN (jmt/actions_server.py), which it reads from the
     environment: a secret on a command line is visible to every local user (`ps`)."""
@@ -363,11 +376,7 @@ def main() -> None:
     gateway_port = _port("GATEWAY_PORT", 8000)
     gateway_host = _env("GATEWAY_HOST") or "127.0.0.1"
     check_ports(rasa_port, replicas, actions_port, gateway_port)
-    # Rasa reaches the action server on the host it listens on (loopback by default).
-    os.environ.setdefault(
-        "ACTION_ENDPOINT_URL", f"http://{settings.actions_host}:{actions_port}/webhook"
-    )
-    os.environ.setdefault("RASA_TRACKER_DB", str(settings.var_dir / "rasa-tracker.sqlite3"))
+    os.environ.update(rasa_endpoint_environment(settings, actions_port))
     Path(os.environ["RASA_TRACKER_DB"]).parent.mkdir(parents=True, exist_ok=True)
     db.migrate()  # the case store is ready before anything can hand off
     _refuse_development_defaults(settings, database=True)

@@ -25,6 +25,11 @@ prints it. Sanic runs the middleware and the handler in one task (and tasks the 
 starts copy its context), so Rasa's lines for that message carry the gateway's id. The
 middleware sets the id on every request, `-` when there is none: requests on one
 keep-alive connection share a task, and an id must not leak into the next request.
+
+The tracker store's SQL. Rasa's SQL tracker store builds its SQLAlchemy engine itself,
+without `hide_parameters`, so a failed INSERT of an event would log the event's JSON — a
+resident's words — as the statement's parameters. The same plugin makes that engine hide
+them, as the project's own engines do (casework/db.py).
 """
 
 from __future__ import annotations
@@ -100,17 +105,36 @@ def with_request_ids(configure_app: Callable[..., Any]) -> Callable[..., Any]:
     return configure
 
 
+def with_hidden_parameters(engine_kwargs: Callable[..., Any]) -> Callable[..., Any]:
+    """`rasa.core.tracker_store.create_engine_kwargs`, adding `hide_parameters=True`: SQL
+    errors of the tracker store never print the events (residents' words) they carried."""
+    if getattr(engine_kwargs, "hides_parameters", False):
+        return engine_kwargs
+
+    @functools.wraps(engine_kwargs)
+    def kwargs(*args: Any, **more: Any) -> dict[str, Any]:
+        return {**engine_kwargs(*args, **more), "hide_parameters": True}
+
+    kwargs.hides_parameters = True  # type: ignore[attr-defined]
+    return kwargs
+
+
 class RequestIdPlugin:
     """A Rasa plugin (pluggy, `rasa.plugin`): once Rasa has parsed its command line and
     configured logging and TensorFlow, and before it runs the command, its server module
-    is imported (as `rasa run` would a moment later) and its app factory wrapped. Doing it
+    is imported (as `rasa run` would a moment later) and its app factory wrapped; so is
+    the tracker store's engine factory (`with_hidden_parameters`). Doing it
     before `rasa.__main__.main` would import TensorFlow ahead of Rasa's own set-up."""
 
     @pluggy.HookimplMarker("rasa")
     def configure_commandline(self, cmdline_arguments: Any) -> None:
         import rasa.core.run
+        import rasa.core.tracker_store as tracker_store
 
         rasa.core.run.configure_app = with_request_ids(rasa.core.run.configure_app)
+        tracker_store.create_engine_kwargs = with_hidden_parameters(
+            tracker_store.create_engine_kwargs
+        )
 
 
 def main() -> None:

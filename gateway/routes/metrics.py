@@ -22,7 +22,11 @@ def get_metrics(user: OfficerUser, session: SessionDep, days: int = DaysQuery) -
         return metrics.last_days(session=session, user=user, days=days)
 
 
-@router.get("/metrics.csv", response_class=Response)
+@router.get(
+    "/metrics.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with a BOM"}},
+)
 def get_metrics_csv(user: OfficerUser, session: SessionDep, days: int = DaysQuery) -> Response:
     """The same numbers as a CSV download for Excel."""
     with domain_errors():

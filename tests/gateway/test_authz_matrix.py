@@ -569,6 +569,15 @@ def test_every_role_gets_the_expected_answer_from_every_route(world):
             if problem:
                 failures.append(f"{method} {template} as {role}: {problem}")
     assert checked == len(MATRIX) * len(ROLES)
+    # In scope / out of scope: the same role (an officer) in and out of the record's
+    # community, on every route where that changes the answer.
+    scoped = sum(1 for row in MATRIX.values() if row.expect["officer_a"] != row.expect["officer_b"])
+    backend = "sqlite" if str(db.get_engine().url).startswith("sqlite") else "postgresql"
+    print(
+        f"\nauthorization matrix ({backend}): {len(MATRIX)} routes x {len(ROLES)} roles = "
+        f"{checked} checks; {scoped} routes answer in scope and out of scope differently; "
+        f"{len(failures)} differ"
+    )
     assert not failures, f"{len(failures)} of {checked} cells differ:\n" + "\n".join(failures)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from casework import accounts, db
+from casework import accounts, audit, db
 from casework.cases import open_case, open_ticket
 from casework.models import AuditEntry, Case, Conversation
 from tests.gateway.conftest import text_xml
@@ -270,3 +270,52 @@ def test_every_read_of_a_residents_words_is_audited(wechat, bureau):
         ("read_conversation", zid, "conversation", conversation, "testclient", {"messages": 2}),
         ("read_case", zid, "case", bureau["wan_case"], "testclient", {"messages": 2}),
     ]
+
+
+def test_every_officer_action_is_audited_with_the_client_ip(wechat, bureau):
+    """Not only the reads: a claim, a note, a reply, a transfer and a divert say who, which
+    case and from which address (the routes need not pass it: the request does)."""
+    zhang = token(wechat, "zhang")
+    case = make_case("o-wan", "noise_complaint", community=WANJING)
+    other = make_case("o-wan", "dog_complaint", community=WANJING)
+    calls = [
+        (f"/api/cases/{case}/claim", None),
+        (f"/api/cases/{case}/notes", {"text": "已电话联系"}),
+        (f"/api/cases/{case}/reply", {"text": "您好，民警已收到"}),
+        (f"/api/cases/{case}/transfer", {"desk": "治安"}),
+        (f"/api/cases/{other}/divert", {"kind": "dog"}),
+    ]
+    for path, body in calls:
+        answer = wechat.client.post(path, json=body, headers=zhang)
+        assert answer.status_code == 200, (path, answer.text)
+    with db.session_scope() as session:
+        entries = [
+            (e.action, e.target_id, e.client_ip)
+            for e in session.execute(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.actor_id == bureau["zhang"],
+                    AuditEntry.target_type == "case",
+                    AuditEntry.action != "read_case",  # a claim answers with the case
+                )
+                .order_by(AuditEntry.id)
+            ).scalars()
+        ]
+    assert {(action, target) for action, target, _ in entries} >= {
+        ("claim", case),
+        ("note", case),
+        ("reply", case),
+        ("transfer", case),
+        ("divert", other),
+    }
+    assert {address for _, _, address in entries} == {"testclient"}
+
+
+def test_audit_entries_outside_a_request_have_no_address(wechat, bureau):
+    with db.session_scope() as session:
+        audit.record(session, None, "test_entry", "case", bureau["fraud_case"])
+    with db.session_scope() as session:
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "test_entry")
+        ).scalar_one()
+        assert entry.client_ip is None

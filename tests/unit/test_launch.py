@@ -162,3 +162,81 @@ def test_the_var_dir_lock_is_not_inherited_by_children(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_rasas_endpoint_settings_come_from_dotenv_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """bot/endpoints.yml's ACTION_ENDPOINT_URL and RASA_TRACKER_DB: Rasa reads only its
+    environment, so the launcher hands on what `.env` says (the environment first)."""
+    monkeypatch.delenv("ACTION_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("RASA_TRACKER_DB", raising=False)
+    defaults = settings(monkeypatch, ACTIONS_HOST="10.0.0.5", JMT_VAR_DIR=str(tmp_path))
+    assert launch.rasa_endpoint_environment(defaults, 5123) == {
+        "ACTION_ENDPOINT_URL": "http://10.0.0.5:5123/webhook",
+        "RASA_TRACKER_DB": str(tmp_path / "rasa-tracker.sqlite3"),
+    }
+    dotenv = {"ACTION_ENDPOINT_URL": "http://actions:9/webhook", "RASA_TRACKER_DB": "/t.db"}
+    monkeypatch.setattr("casework.settings._dotenv", lambda path: dotenv)
+    assert launch.rasa_endpoint_environment(defaults, 5123) == dotenv
+    monkeypatch.setenv("RASA_TRACKER_DB", "/env.db")  # the environment wins over .env
+    assert launch.rasa_endpoint_environment(defaults, 5123)["RASA_TRACKER_DB"] == "/env.db"
+
+
+def test_make_exports_no_setting_that_would_hide_dotenvs() -> None:
+    """`make run` honours `.env` (CONTRACT.md): the Makefile must not export a default for
+    a setting the launcher reads, or the exported value would win over `.env`'s."""
+    names = ("RASA_PORT", "ACTIONS_PORT", "GATEWAY_PORT", "ACTION_ENDPOINT_URL", "RASA_TRACKER_DB")
+    clean = {k: v for k, v in os.environ.items() if k not in names and k != "MAKEFLAGS"}
+    probe = subprocess.run(
+        ["make", "--no-print-directory", "--eval", "probe: ; @env", "probe"],
+        env=clean,
+        cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    exported = {line.split("=", 1)[0] for line in probe.stdout.splitlines() if "=" in line}
+    assert not exported & set(names), f"the Makefile exports {sorted(exported & set(names))}"
+    assert "JMT_ENV" in exported  # make's targets are development (on purpose)
+
+
+def test_gateway_workers_trust_forwarded_for_only_from_the_listed_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The login limit per address and the audit trail see the client behind the reverse
+    proxy (X-Forwarded-For) when the proxy is listed in FORWARDED_ALLOW_IPS (`.env` too),
+    and the proxy's own address from anyone else."""
+    import asyncio
+
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from jmt import gateway_worker
+
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    monkeypatch.setattr("casework.settings._dotenv", lambda path: {})
+    default = gateway_worker.uvicorn_config("gateway.app:app", host="127.0.0.1", port=8000)
+    assert (default.proxy_headers, default.forwarded_allow_ips) == (True, "127.0.0.1")
+    dotenv = {"FORWARDED_ALLOW_IPS": "10.0.0.7"}
+    monkeypatch.setattr("casework.settings._dotenv", lambda path: dotenv)
+    config = gateway_worker.uvicorn_config("gateway.app:app", host="127.0.0.1", port=8000)
+
+    def client_seen(peer: str) -> str:
+        seen: list[str] = []
+
+        async def app(scope, receive, send) -> None:
+            seen.append(scope["client"][0])
+
+        scope = {
+            "type": "http",
+            "scheme": "http",
+            "client": (peer, 40000),
+            "headers": [(b"x-forwarded-for", b"203.0.113.9")],
+        }
+        middleware = ProxyHeadersMiddleware(app, trusted_hosts=config.forwarded_allow_ips)
+        asyncio.run(middleware(scope, None, None))
+        return seen[0]
+
+    assert client_seen("10.0.0.7") == "203.0.113.9"  # the listed proxy: the real client
+    assert client_seen("10.0.0.8") == "10.0.0.8"  # anyone else cannot claim an address

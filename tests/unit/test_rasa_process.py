@@ -249,3 +249,23 @@ def test_rasas_log_lines_carry_the_gateways_request_id() -> None:
         ["[-]", "received without-id"],  # the previous request's id does not linger
         ["[-]", "received ill-formed"],
     ]
+
+
+def test_rasas_tracker_store_engine_hides_its_parameters(tmp_path, monkeypatch):
+    """Once the plugin's hook ran (as in every `rasa run` the wrapper starts), the SQL
+    tracker store's engine hides statement parameters: a failed INSERT of an event cannot
+    log the resident's words it carried."""
+    import rasa.core.run
+    import rasa.core.tracker_store as tracker_store
+
+    # Restored after the test: the hook replaces both module attributes.
+    monkeypatch.setattr(rasa.core.run, "configure_app", rasa.core.run.configure_app)
+    monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
+    before = tracker_store.SQLTrackerStore(db=str(tmp_path / "before.db"))
+    assert before.engine.hide_parameters is False  # Rasa's own default
+    rasa_process.RequestIdPlugin().configure_commandline(None)
+    rasa_process.RequestIdPlugin().configure_commandline(None)  # idempotent
+    store = tracker_store.SQLTrackerStore(db=str(tmp_path / "tracker.db"))
+    assert store.engine.hide_parameters is True
+    postgres = tracker_store.create_engine_kwargs("postgresql://u@h/db")
+    assert postgres["hide_parameters"] is True and "pool_size" in postgres  # Rasa's kept
