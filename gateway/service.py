@@ -60,9 +60,10 @@ WARNINGS_CHOICES = {
     "subscribe_warnings": (
         "好的，已为您恢复预警推送。不想再收，回复“退订”即可。民警仍会在这里回复您的问题。"
     ),
-    # Said even when no number was registered: either way none is kept now.
+    # True whether or not a number was registered: none is kept now.
     "withdraw_mobile": (
-        "好的，您登记的手机号已删除，今后不会再用它联系您或推送预警。民警仍会在这里回复您的问题。"
+        "好的，已撤回您的手机号授权：我们不再保存您的手机号，也不会用它联系您或推送预警。"
+        "民警仍会在这里回复您的问题。"
     ),
 }
 # The trainers' inbox's LOW_CONFIDENCE line: below it, the officer reads it and decides.
