@@ -8,8 +8,9 @@ held in the dialogue until the answer and dropped on a no. Each answer is saved 
 as it is given (`records.save_community`, `records.choose_topics`, `records.save_mobile`),
 so a resident who stops half-way keeps what they set.
 
-退订 (`action_unsubscribe_warnings`) and 订阅提醒 (`action_subscribe_warnings`) work at
-any time, also in the middle of an intake, which then goes on (bot/data/rules.yml).
+退订 (`action_unsubscribe_warnings`), 订阅提醒 (`action_subscribe_warnings`) and
+withdrawing the mobile (`action_withdraw_mobile`, 把我的手机号删了) work at any time, also
+in the middle of an intake, which then goes on (bot/data/rules.yml).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ NOT_ANSWERS = {
     "emergency",
     "unsubscribe_warnings",
     "subscribe_warnings",
+    "withdraw_mobile",
 }
 # Answers that fit nothing are met with a polite second question this many times; then the
 # step is skipped (the community) or left at its default (topics: all; mobile: none).
@@ -380,4 +382,24 @@ class ActionSubscribeWarnings(Action):
     ) -> list[EventType]:
         records.opt_in(tracker)
         dispatcher.utter_message(response="utter_subscribed")
+        return []
+
+
+class ActionWithdrawMobile(Action):
+    """把我的手机号删了 / 撤回手机号授权: the registered number is deleted at once and the
+    withdrawal recorded; a resident with no number is told so."""
+
+    def name(self) -> str:
+        return "action_withdraw_mobile"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        withdrawn = records.withdraw_mobile(tracker)
+        dispatcher.utter_message(
+            response="utter_mobile_withdrawn" if withdrawn else "utter_mobile_none_to_withdraw"
+        )
+        if tracker.active_loop_name == FORM and tracker.get_slot("mobile_consent") is not False:
+            # Mid-我的社区: the mobile question is answered no (a number held for it dropped).
+            return [SlotSet("mobile_consent", False), SlotSet("resident_mobile", None)]
         return []

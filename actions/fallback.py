@@ -30,6 +30,7 @@ AFFIRMABLE_INTENTS = (
     "out_of_scope",
     "unsubscribe_warnings",
     "subscribe_warnings",
+    "withdraw_mobile",
     "set_community",
 )
 

@@ -248,6 +248,15 @@ def save_mobile(tracker: Tracker, mobile: str) -> str:
     return str(profile.mobile_masked)
 
 
+def withdraw_mobile(tracker: Tracker) -> bool:
+    """撤回手机号授权: delete the registered mobile; False when there was none."""
+    _schema_ready()
+    with db.session_scope() as session:
+        done = residents.withdraw_mobile(session=session, openid=tracker.sender_id)
+    logger.info("mobile withdrawn by %s: %s", tracker.sender_id, done.withdrawn)
+    return done.withdrawn
+
+
 def choose_topics(tracker: Tracker, topics: list[str]) -> None:
     _schema_ready()
     with db.session_scope() as session:

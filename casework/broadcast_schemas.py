@@ -34,12 +34,27 @@ class AudienceIn(BaseModel):
         extra = "forbid"
 
 
-class BroadcastIn(BaseModel):
+class DraftIn(BaseModel):
+    """A draft's every field, as `PUT /api/broadcasts/{id}` rewrites it."""
+
     topic: str = Field(..., min_length=1, max_length=16)
     title: str = Field(..., min_length=1, max_length=TITLE_MAX)
     text: str = Field(..., min_length=1, max_length=TEXT_MAX)
     audience: AudienceIn
     send_at: datetime | None = None  # None: now
+
+    class Config:
+        extra = "forbid"
+
+
+class BroadcastIn(DraftIn):
+    draft: bool = False  # True: kept as a draft (草稿), sent later with …/send
+
+
+class SendIn(BaseModel):
+    """Releasing a draft: now, or at `send_at`."""
+
+    send_at: datetime | None = None
 
     class Config:
         extra = "forbid"

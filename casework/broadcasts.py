@@ -5,9 +5,14 @@ of exactly `communities: [their community]`, anything else is 403); trainers not
 An officer reads and steers the broadcasts they composed or that target their community;
 others are 404 to them, like a missing one.
 
-States: scheduled ──(send_at due, `broadcast_queue.start_due`)──► sending ──► done;
-scheduled | sending ──pause──► paused ──resume──► scheduled | sending; anything not
-finished ──cancel──► cancelled (deliveries still queued become `skipped`). The sending
+States: draft ──send──► scheduled ──(send_at due, `broadcast_queue.start_due`)──►
+sending ──► done; scheduled | sending ──pause──► paused ──resume──► scheduled | sending;
+anything not finished ──cancel──► cancelled (deliveries still queued become `skipped`).
+
+A draft (草稿) is a warning composed but not yet released: a commander prepares the
+typhoon or scam-wave text ahead, has it checked, edits it (`update_draft`), and sends it
+now or at a time (`send_draft`). The queue never touches a draft; the sender is checked
+again when it is sent, so an officer cannot release a draft beyond their community. The sending
 itself (audience resolution, claims, channels, throttling) is `casework.broadcast_queue`.
 """
 
@@ -264,6 +269,15 @@ def _single_community(audience: AudienceIn) -> str | None:
     return audience.communities[0] if only and len(audience.communities) == 1 else None
 
 
+def _check_send_at(send_at: datetime | None, now: datetime) -> None:
+    if send_at is None:
+        return
+    if send_at.tzinfo is None:
+        raise CaseError("send_at 须带时区，例如 2026-12-05T20:00:00+08:00")
+    if send_at < now - CLOCK_SKEW:
+        raise CaseError("发送时间不能早于现在")
+
+
 def compose(
     *,
     session: Session,
@@ -273,18 +287,16 @@ def compose(
     text: str,
     audience: AudienceIn,
     send_at: datetime | None = None,
+    draft: bool = False,
     now: datetime | None = None,
 ) -> BroadcastPublic:
-    """A new broadcast, scheduled for `send_at` (aware, not in the past; None: now)."""
+    """A new broadcast, scheduled for `send_at` (aware, not in the past; None: now) — or,
+    with `draft`, kept as a draft (`send_at` then only the planned time)."""
     now = now or utcnow()
     check_sender(user, audience)
     check_content(topic=topic, title=title, text=text)
     check_audience(audience)
-    if send_at is not None:
-        if send_at.tzinfo is None:
-            raise CaseError("send_at 须带时区，例如 2026-12-05T20:00:00+08:00")
-        if send_at < now - CLOCK_SKEW:
-            raise CaseError("发送时间不能早于现在")
+    _check_send_at(send_at, now)
     broadcast = Broadcast(
         topic=topic,
         title=title.strip(),
@@ -292,15 +304,80 @@ def compose(
         audience=audience.dict(),
         community=_single_community(audience),
         send_at=max(send_at, now) if send_at is not None else now,
-        status="scheduled",
+        status="draft" if draft else "scheduled",
         created_by_id=user.id,
         created_at=now,
         figures={},
     )
     session.add(broadcast)
     session.flush()
-    audit.record(session, user, "broadcast_compose", "broadcast", broadcast.id, topic=topic)
+    action = "broadcast_draft" if draft else "broadcast_compose"
+    audit.record(session, user, action, "broadcast", broadcast.id, topic=topic)
     return broadcast_public(session, broadcast)
+
+
+def update_draft(
+    *,
+    session: Session,
+    user: User,
+    broadcast_id: int,
+    topic: str,
+    title: str,
+    text: str,
+    audience: AudienceIn,
+    send_at: datetime | None = None,
+    now: datetime | None = None,
+) -> BroadcastPublic:
+    """Rewrite a draft (every field, as `compose` checks them); 409 once it was sent or
+    cancelled — one conditional UPDATE, so an edit never lands on a broadcast on its way."""
+    now = now or utcnow()
+    _readable(session, user, broadcast_id)  # out of scope: 404 like missing
+    check_sender(user, audience)
+    check_content(topic=topic, title=title, text=text)
+    check_audience(audience)
+    _check_send_at(send_at, now)
+    broadcast = _transition(
+        session,
+        user,
+        broadcast_id,
+        allowed_from=("draft",),
+        values={
+            "status": "draft",
+            "topic": topic,
+            "title": title.strip(),
+            "text": text.strip(),
+            "audience": audience.dict(),
+            "community": _single_community(audience),
+            "send_at": max(send_at, now) if send_at is not None else now,
+        },
+        action="修改（只有草稿可以修改）",
+    )
+    return broadcast_public(session, broadcast)
+
+
+def send_draft(
+    *,
+    session: Session,
+    user: User,
+    broadcast_id: int,
+    send_at: datetime | None = None,
+    now: datetime | None = None,
+) -> BroadcastDetail:
+    """Release a draft: scheduled for `send_at` (None: now). The sender is checked as at
+    composing (an officer only to their own community); 409 when it is no draft."""
+    now = now or utcnow()
+    current = _readable(session, user, broadcast_id)
+    check_sender(user, AudienceIn(**current.audience))
+    _check_send_at(send_at, now)
+    broadcast = _transition(
+        session,
+        user,
+        broadcast_id,
+        allowed_from=("draft",),
+        values={"status": "scheduled", "send_at": max(send_at, now) if send_at else now},
+        action="发送",
+    )
+    return figures(session, broadcast)
 
 
 def list_broadcasts(

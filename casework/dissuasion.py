@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from casework.dissuasion_schemas import (
     LeadIn,
     LeadsAccepted,
     TaskDetail,
+    TaskPage,
     TaskPublic,
 )
 from casework.gazetteer import match_place
@@ -322,22 +323,47 @@ def _query(user: User) -> Any:
     return query if sees_all_tasks(user) else query.where(task_scope(user))
 
 
-def list_tasks(*, session: Session, user: User, status: str = "all") -> list[TaskPublic]:
-    """Open tasks first, the nearest deadline first; then closed ones, latest first."""
-    query = _query(user)
+def _status_filter(query: Any, status: str) -> Any:
     if status in ("open", "closed"):
-        query = query.where(DissuasionTask.status == status)
-    elif status != "all":
+        return query.where(DissuasionTask.status == status)
+    if status != "all":
         raise cases.CaseError(f"unknown status filter {status!r}; use open, closed or all")
+    return query
+
+
+def _list_order() -> tuple[Any, ...]:
+    """Open tasks first, the nearest deadline first; then closed ones, latest first; the
+    id breaks every tie, so pages never overlap or skip a task."""
+    is_open = DissuasionTask.status == "open"
+    finished = func.coalesce(DissuasionTask.closed_at, DissuasionTask.created_at)
+    return (
+        case((is_open, 0), else_=1),
+        case((is_open, DissuasionTask.deadline_at), else_=None).asc(),
+        case((is_open, None), else_=finished).desc(),
+        case((is_open, DissuasionTask.id), else_=-DissuasionTask.id),
+    )
+
+
+def task_page(
+    *, session: Session, user: User, status: str = "all", limit: int | None = None, offset: int = 0
+) -> TaskPage:
+    """One page of the tasks in scope (`status`: all | open | closed) in list order, and
+    how many there are in all."""
+    if offset < 0 or (limit is not None and limit < 1):
+        raise cases.CaseError("limit must be at least 1 and offset at least 0")
+    query = _status_filter(_query(user), status)
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    query = query.order_by(*_list_order()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
     rows = session.execute(query).all()
-    found = [task_public(session, task, lead, notice) for task, lead, notice in rows]
+    items = [task_public(session, task, lead, notice) for task, lead, notice in rows]
+    return TaskPage(total=int(total), items=items)
 
-    def order(task: TaskPublic) -> tuple[bool, float, int]:
-        if task.status == "open":
-            return False, task.deadline_at.timestamp(), task.id
-        return True, -(task.closed_at or task.created_at).timestamp(), -task.id
 
-    return sorted(found, key=order)
+def list_tasks(*, session: Session, user: User, status: str = "all") -> list[TaskPublic]:
+    """Every task in scope, in list order (`task_page` for one page)."""
+    return task_page(session=session, user=user, status=status).items
 
 
 def _task(session: Session, user: User, task_id: int) -> tuple[DissuasionTask, DissuasionLead, Any]:

@@ -154,6 +154,13 @@ class TaskPublic(BaseModel):
     notice_status: str | None = Field(description="the DingTalk announcement: pending|sent|failed")
 
 
+class TaskPage(BaseModel):
+    """One page of the task list and the number of tasks in all (X-Total-Count)."""
+
+    total: int
+    items: list[TaskPublic]
+
+
 class TaskDetail(TaskPublic):
     """One task for the officer working it: the number to call and every attempt (audited)."""
 

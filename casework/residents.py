@@ -5,6 +5,12 @@ Residents set these in the bot (the 我的社区 intake, `actions/community.py`;
 address fills a missing community); this module is the one writer. Phone numbers are kept
 as digits only (`normalise_phone`), so a lead's "138-0000-1234" and a resident's
 "+86 13800001234" meet.
+
+Giving the mobile and withdrawing it (`withdraw_mobile`, "把我的手机号删了" in the bot)
+are consents like the warning topics': each is recorded in `warning_consents` with the
+wording and the time (`mobile_consent` / `mobile_withdrawn`). A withdrawal deletes the
+number — the column is cleared, not flagged — so no later lead can match the resident by
+it; the consent rows never hold the number.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from casework.cases import CaseError
 from casework.clock import aware, utcnow
 from casework.conversations import conversation_for
 from casework.gazetteer import STREETS, match_place
-from casework.models import Resident
+from casework.models import Resident, WarningConsent
 
 # Mainland numbers, strictly: a mobile is 11 digits 1[3-9]xxxxxxxxx; a landline is the
 # area code (0 + 2 or 3 digits) and a local number of 7 or 8 digits not starting with 0/1.
@@ -30,6 +36,9 @@ LANDLINE = re.compile(r"0(?:10|2\d|[3-9]\d{2})[2-9]\d{6,7}")
 _SEPARATORS = re.compile(r"[\s\-()（）]")
 _COUNTRY_CODE = re.compile(r"^(?:\+86|0086|86)(?=1[3-9]\d{9}$)")
 COMMUNITIES = {community: street for street, names in STREETS.items() for community in names}
+# The wording recorded with each change (`warning_consents.text`), as the bot puts it.
+CONSENT_MOBILE = "同意将本人手机号用于镇海警民通的反诈预警和劝阻联系。可随时撤回。"
+CONSENT_MOBILE_WITHDRAWN = "撤回手机号授权：删除登记的手机号，不再用于反诈预警和劝阻联系。"
 
 
 class PhoneError(CaseError):
@@ -98,8 +107,9 @@ def set_profile(
 ) -> ResidentProfilePublic:
     """Record the resident's mobile and/or community (each only when given).
 
-    A mobile is kept only with the resident's consent, and the time of that consent is
-    recorded; giving `None` (or "") withdraws it: number and consent time are cleared.
+    A mobile is kept only with the resident's consent, and that consent is recorded
+    (`warning_consents`, with its time); giving `None` (or "") withdraws it as
+    `withdraw_mobile` does: number and consent time are cleared, the withdrawal recorded.
     The community must be one of the district's (`casework.gazetteer`); None clears it.
     """
     resident_id = conversation_for(session=session, openid=openid).resident_id
@@ -107,18 +117,69 @@ def set_profile(
     assert resident is not None
     if mobile is not _UNCHANGED:
         if not mobile:
-            resident.mobile = resident.mobile_consent_at = None
+            _withdraw(session, resident, source="wechat", now=now or utcnow())
         else:
             if not consent:
                 raise CaseError("登记手机号须经本人同意（consent）")
             resident.mobile = normalise_phone(str(mobile), mobile_only=True)
             resident.mobile_consent_at = now or utcnow()
+            _record_consent(
+                session,
+                resident,
+                "mobile_consent",
+                CONSENT_MOBILE,
+                "wechat",
+                resident.mobile_consent_at,
+            )
     if community is not _UNCHANGED:
         if community and community not in COMMUNITIES:
             raise CaseError(f"未知社区：{community}")
         resident.community = community or None
     session.flush()
     return profile_public(resident)
+
+
+class MobileWithdrawalPublic(BaseModel):
+    """What `withdraw_mobile` did: `withdrawn` is False when no number was registered."""
+
+    openid: str
+    withdrawn: bool
+    withdrawn_at: datetime | None
+
+
+def _record_consent(
+    session: Session, resident: Resident, action: str, text: str, source: str, at: datetime
+) -> None:
+    session.add(
+        WarningConsent(resident_id=resident.id, action=action, text=text, source=source, at=at)
+    )
+
+
+def _withdraw(session: Session, resident: Resident, *, source: str, now: datetime) -> bool:
+    """Delete the number and its consent time; record the withdrawal. False (nothing
+    recorded) when there was no number to withdraw."""
+    if resident.mobile is None and resident.mobile_consent_at is None:
+        return False
+    resident.mobile = resident.mobile_consent_at = None
+    _record_consent(session, resident, "mobile_withdrawn", CONSENT_MOBILE_WITHDRAWN, source, now)
+    return True
+
+
+def withdraw_mobile(
+    *, session: Session, openid: str, source: str = "wechat", now: datetime | None = None
+) -> MobileWithdrawalPublic:
+    """The resident withdraws their mobile (撤回手机号授权): the number is deleted at once,
+    so no warning or dissuasion lead reaches them by it, and the withdrawal is recorded
+    (what, when). Idempotent: with no number registered nothing changes."""
+    now = now or utcnow()
+    resident_id = conversation_for(session=session, openid=openid).resident_id
+    resident = session.get(Resident, resident_id)
+    assert resident is not None
+    withdrawn = _withdraw(session, resident, source=source, now=now)
+    session.flush()
+    return MobileWithdrawalPublic(
+        openid=openid, withdrawn=withdrawn, withdrawn_at=now if withdrawn else None
+    )
 
 
 def resident_by_mobile(*, session: Session, mobile: str) -> Resident | None:

@@ -15,6 +15,10 @@ by hand:
 - **finished tickets** (resolved, rejected, failed, or linked to a finished one):
   summary, details, location and the platform's note. Kind, place names and times stay.
 - the last **location** a resident shared with their conversation.
+- **紧急止付 records of closed cases** (closed before the cutoff): the bank account
+  number becomes "" (`ANONYMOUS_ACCOUNT`; shown as 已清除). The bank, the amounts asked
+  to stop, frozen and recovered, who acted and every time stay: the money protected is
+  one of the bureau's numbers. A case still open keeps its accounts.
 - **finished dissuasion tasks** (精准劝阻, closed before the cutoff): the lead's phone
   number, name and address, and the officers' notes on the contact attempts. Risk type
   and level, source, community, outcome, amount protected and every time stay (the
@@ -60,6 +64,7 @@ from casework.models import (
     Message,
     OutboxItem,
     SharedValue,
+    StopPayment,
     Ticket,
 )
 from casework.nlu_inbox import NluAnnotation
@@ -67,6 +72,7 @@ from casework.tickets import FINAL_STATES, OPEN_STATES
 
 PURGED = "[已按保存期限清除]"
 ANONYMOUS_PHONE = ""  # a purged lead's phone (the column is NOT NULL; "" is no number)
+ANONYMOUS_ACCOUNT = ""  # a purged stop-payment account (NOT NULL too)
 _AGE = re.compile(r"\s*([0-9]{1,6})\s*([dh])\s*", re.IGNORECASE)
 
 
@@ -83,6 +89,7 @@ class PurgeReport:
     conversations: int = 0
     annotations: int = 0
     dissuasion_leads: int = 0
+    stop_payments: int = 0
     rasa_events: int = 0
 
     def lines(self) -> list[str]:
@@ -95,6 +102,7 @@ class PurgeReport:
             f"conversation locations cleared: {self.conversations}",
             f"discarded NLU annotations blanked: {self.annotations}",
             f"finished dissuasion leads anonymised: {self.dissuasion_leads}",
+            f"stop-payment accounts of closed cases cleared: {self.stop_payments}",
             f"Rasa tracker events deleted: {self.rasa_events}",
         ]
 
@@ -264,6 +272,24 @@ def purge(
             .execution_options(**no_sync)
         )
     )
+    # Every closed case past the cutoff, also one anonymised by an earlier run (before
+    # stop-payment accounts were purged): its 止付 accounts go, the amounts stay.
+    finished_cases = select(Case.id).where(
+        Case.status == "closed",
+        func.coalesce(Case.closed_at, Case.updated_at) < cutoff,
+        Case.sender_id.not_in(busy),
+    )
+    stop_payments = _count(
+        session.execute(
+            update(StopPayment)
+            .where(
+                StopPayment.case_id.in_(finished_cases),
+                StopPayment.account != ANONYMOUS_ACCOUNT,
+            )
+            .values(account=ANONYMOUS_ACCOUNT)
+            .execution_options(**no_sync)
+        )
+    )
     finished_tasks = select(DissuasionTask.id).where(
         DissuasionTask.status == "closed", DissuasionTask.closed_at < cutoff
     )
@@ -290,6 +316,7 @@ def purge(
     return PurgeReport(
         cutoff=cutoff,
         dissuasion_leads=dissuasion_leads,
+        stop_payments=stop_payments,
         messages=messages,
         outbox=outbox,
         cases=cases,

@@ -55,6 +55,7 @@ def development_secret(var_dir: Path, name: str) -> str:
 
 DEV_WECHAT_TOKEN = "jmt-development-token"  # development only; production must set its own
 DEV_DINGTALK_APP_KEY = "ding-jmt-development"  # the simulator's app (development only)
+DEV_WARNING_TEMPLATE_ID = "SIMULATED-warning-template"  # the stand-in accepts any template id
 # Every value development fills in by itself; production refuses each of them.
 DEVELOPMENT_DEFAULTS = frozenset(
     {
@@ -203,7 +204,7 @@ class Settings:
             or ("jmt-development-dissuasion" if development else None),
             # Development's stand-in accepts any template id; production sets the real one.
             wechat_warning_template_id=_env("WECHAT_WARNING_TEMPLATE_ID")
-            or ("SIMULATED-warning-template" if development else None),
+            or (DEV_WARNING_TEMPLATE_ID if development else None),
             broadcast_rate_per_second=float(_env("BROADCAST_RATE_PER_SECOND") or 20),
             broadcast_mass_send=(_env("BROADCAST_MASS_SEND") or "0").strip() == "1",
             # Unset in production: /api/dingtalk/callback answers 503 (the feature is off).
@@ -348,6 +349,23 @@ class Settings:
         ):
             if url and "/simulator/" in url:
                 found.append(f"{name} points at the development simulator: set the real URL")
+        # ---- iss11: warnings go out as template messages; without the real 预警通知
+        # template id every templated warning fails (gateway/broadcast_worker.py NO_TEMPLATE).
+        template = (self.wechat_warning_template_id or "").strip()
+        if not template:
+            found.append(
+                "WECHAT_WARNING_TEMPLATE_ID is missing: set the 预警通知 template id of the "
+                "公众号 (模板消息 in its console); templated warnings cannot be sent without it"
+            )
+        elif (
+            template == DEV_WARNING_TEMPLATE_ID
+            or template in DEVELOPMENT_DEFAULTS
+            or template.startswith(("replace-", "SIMULATED"))
+        ):
+            found.append(
+                "WECHAT_WARNING_TEMPLATE_ID is a development placeholder: set the real 预警通知 "
+                "template id of the 公众号"
+            )
         return found
 
     def _work_notice_problems(self) -> list[str]:

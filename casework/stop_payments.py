@@ -5,7 +5,9 @@ Minutes matter, so each request shows the time from the resident's first message
 report to the request: the first inbound message of the resident's conversation in the
 day before the case was opened (and after their previous case closed), else the case's
 opening (a case from a dissuasion lead has no message). Accounts are kept as digits and
-only ever shown masked; amounts are kept in 分 and shown in 元.
+only ever shown masked; amounts are kept in 分 and shown in 元. Once the case is closed
+and past the retention period the account is cleared (`casework.retention`); the amounts
+stay.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ REPORT_WINDOW = timedelta(hours=24)  # how far before the case its first message
 _ACCOUNT = re.compile(r"[0-9A-Za-z]{6,40}")
 
 
+PURGED_ACCOUNT = "已清除"  # shown once retention cleared the account (casework.retention)
+
+
 def mask_account(account: str) -> str:
+    if not account:
+        return PURGED_ACCOUNT
     return f"{account[:4]}{'*' * max(len(account) - 8, 4)}{account[-4:]}"
 
 

@@ -61,7 +61,7 @@ def compute(session: Session, since: datetime, until: datetime, days: list[date]
         select(Broadcast.id, Broadcast.topic, Broadcast.send_at, Broadcast.figures).where(
             Broadcast.send_at >= since,
             Broadcast.send_at < until,
-            Broadcast.status != "cancelled",
+            Broadcast.status.not_in(("cancelled", "draft")),  # a draft was never sent
         )
     ).all()
     by_id = {b.id: b for b in sent_broadcasts}

@@ -26,7 +26,16 @@ from datetime import datetime
 
 import httpx
 
-from casework import claims, conversations, db, handling, intake, subscriptions, tracker_store
+from casework import (
+    claims,
+    conversations,
+    db,
+    handling,
+    intake,
+    residents,
+    subscriptions,
+    tracker_store,
+)
 from casework.clock import utcnow
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
@@ -51,6 +60,11 @@ WARNINGS_CHOICES = {
     ),
     "subscribe_warnings": (
         "好的，已为您恢复预警推送。不想再收，回复“退订”即可。民警仍会在这里回复您的问题。"
+    ),
+    # True whether or not a number was registered: none is kept now.
+    "withdraw_mobile": (
+        "好的，已撤回您的手机号授权：我们不再保存您的手机号，也不会用它联系您或推送预警。"
+        "民警仍会在这里回复您的问题。"
     ),
 }
 # The trainers' inbox's LOW_CONFIDENCE line: below it, the officer reads it and decides.
@@ -338,7 +352,7 @@ class InboundService:
             return None
         if stored.owner == "officer":
             await asyncio.to_thread(self._set_status, stored.message_id, "for_officer")
-            # the officer answers from the console; only 退订 / 订阅提醒 are honoured at once
+            # the officer answers; only 退订 / 订阅提醒 / 删手机号 are honoured at once
             return await self._warnings_choice(incoming, stored)
         if not self.rate_limiter.allow(incoming.openid):
             if committing is not None:
@@ -353,10 +367,10 @@ class InboundService:
         return await self._ask_bot(incoming, stored, arrived, after, committing)
 
     async def _warnings_choice(self, incoming: Incoming, stored: StoredInbound) -> str | None:
-        """退订 / 订阅提醒 work at any time (issue 11), also while an officer owns the
-        conversation and the bot is not asked: the message's intent comes from Rasa's
-        NLU alone (no tracker), and a clear choice is carried out and confirmed. The
-        message still waits for the officer."""
+        """退订 / 订阅提醒 and withdrawing the mobile work at any time (issue 11), also
+        while an officer owns the conversation and the bot is not asked: the message's
+        intent comes from Rasa's NLU alone (no tracker), and a clear choice is carried
+        out and confirmed. The message still waits for the officer."""
         if not incoming.bot_text:
             return None
         parsed = await self.rasa.parse(incoming.bot_text)
@@ -374,6 +388,8 @@ class InboundService:
         with db.session_scope(self.database_url) as session:
             if intent == "unsubscribe_warnings":
                 subscriptions.opt_out(session=session, openid=openid)
+            elif intent == "withdraw_mobile":
+                residents.withdraw_mobile(session=session, openid=openid)
             else:
                 subscriptions.opt_in(session=session, openid=openid)
 

@@ -1,8 +1,11 @@
 """/api/broadcasts — warnings (预警推送) composed in the console and their figures.
 
 - `POST /api/broadcasts` `{"topic", "title", "text", "audience": {"district"?,
-  "communities", "streets", "openids", "reported"?}, "send_at"?}` → the broadcast (its
-  `id` first); officers only to their own community (403), bad input 422.
+  "communities", "streets", "openids", "reported"?}, "send_at"?, "draft"?}` → the
+  broadcast (its `id` first); officers only to their own community (403), bad input 422.
+  With `"draft": true` it is kept as a draft (草稿): `PUT /api/broadcasts/{id}` rewrites
+  it, `POST /api/broadcasts/{id}/send` `{"send_at"?}` sends it now or at a time (409 for
+  anything that is no longer a draft); cancel discards it.
 - `GET /api/broadcasts` (paginated), `GET /api/broadcasts/{id}` (figures: `targeted`,
   `sent`, `failed`, `opted_out` …), `POST /api/broadcasts/{id}/pause|resume|cancel`
   (409 from a state that does not allow it).
@@ -25,7 +28,9 @@ from casework.broadcast_schemas import (
     BroadcastIn,
     BroadcastPage,
     BroadcastPublic,
+    DraftIn,
     PreviewPublic,
+    SendIn,
 )
 from gateway.deps import CurrentUser, SessionDep, domain_errors
 from gateway.routes.webhooks import MAX_ID
@@ -54,6 +59,7 @@ def compose(
             text=body.text,
             audience=body.audience,
             send_at=body.send_at,
+            draft=body.draft,
         )
     session.commit()
     _wake(request)
@@ -112,3 +118,40 @@ def resume(
 def cancel(broadcast_id: BroadcastId, user: CurrentUser, session: SessionDep) -> BroadcastDetail:
     with domain_errors():
         return broadcasts.cancel(session=session, user=user, broadcast_id=broadcast_id)
+
+
+@router.put("/{broadcast_id}", response_model=BroadcastPublic)
+def update_draft(
+    broadcast_id: BroadcastId, body: DraftIn, user: CurrentUser, session: SessionDep
+) -> BroadcastPublic:
+    with domain_errors():
+        return broadcasts.update_draft(
+            session=session,
+            user=user,
+            broadcast_id=broadcast_id,
+            topic=body.topic,
+            title=body.title,
+            text=body.text,
+            audience=body.audience,
+            send_at=body.send_at,
+        )
+
+
+@router.post("/{broadcast_id}/send", response_model=BroadcastDetail)
+def send_draft(
+    broadcast_id: BroadcastId,
+    user: CurrentUser,
+    session: SessionDep,
+    request: Request,
+    body: SendIn | None = None,
+) -> BroadcastDetail:
+    with domain_errors():
+        sent = broadcasts.send_draft(
+            session=session,
+            user=user,
+            broadcast_id=broadcast_id,
+            send_at=body.send_at if body else None,
+        )
+    session.commit()
+    _wake(request)
+    return sent

@@ -5,8 +5,9 @@
   A signed body that is not `{"leads": [...]}` of valid leads is a 422 naming the field.
 - `POST /api/dissuasion/leads/upload`: the platform's CSV export (commanders, admins and
   the 反诈 desk); bad rows are reported by line, good rows kept.
-- Tasks: list, detail (the read is audited), attempts, outcome (409 for `unreachable`
-  without a visit attempt, and for a task already closed).
+- Tasks: list (paginated: `limit` 1–200, default 50, `offset`; the total in
+  `X-Total-Count`), detail (the read is audited), attempts, outcome (409 for
+  `unreachable` without a visit attempt, and for a task already closed).
 - `/api/cases/{id}/stop-payments`: stop-payment requests on a fraud case and their results.
 
 Each route calls one `casework` service for the signed-in user; scoping is in there.
@@ -16,7 +17,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, HTTPException, Path, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi import status as http
 from pydantic import ValidationError
 
@@ -44,6 +55,10 @@ stop_payment_router = APIRouter(prefix="/api/cases", tags=["stop payments"])
 LeadsBody = Annotated[bytes, Depends(signed_webhook("dissuasion_secret", "dissuasion"))]
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# The list endpoints' pagination convention: limit 1–200 (50), offset ≥ 0, the total in a
+# header so the body stays a JSON list.
+DEFAULT_PAGE, MAX_PAGE = 50, 200
+TOTAL_HEADER = "X-Total-Count"
 
 
 def _validation_message(error: ValidationError) -> str:
@@ -100,10 +115,23 @@ def upload_leads(
 
 
 @router.get("/tasks", response_model=list[TaskPublic])
-def list_tasks(user: OfficerUser, session: SessionDep, status: str = "all") -> list[TaskPublic]:
-    """Tasks in scope (`status`: all | open | closed): open ones by deadline first."""
+def list_tasks(
+    user: OfficerUser,
+    session: SessionDep,
+    response: Response,
+    status: str = "all",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> list[TaskPublic]:
+    """One page of the tasks in scope (`status`: all | open | closed): open ones by
+    deadline first, then closed ones, latest first (id breaks ties). The total is in the
+    `X-Total-Count` header."""
     with domain_errors():
-        return dissuasion.list_tasks(session=session, user=user, status=status)
+        page = dissuasion.task_page(
+            session=session, user=user, status=status, limit=limit, offset=offset
+        )
+    response.headers[TOTAL_HEADER] = str(page.total)
+    return page.items
 
 
 @router.get("/tasks/{task_id}", response_model=TaskDetail)

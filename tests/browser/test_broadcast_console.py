@@ -71,3 +71,45 @@ def test_an_officer_can_only_address_their_own_community(gateway: Gateway, page:
     expect(page.locator('input[name="aud-kind"][value="district"]')).to_be_disabled()
     expect(page.locator("#aud-communities")).to_have_attribute("readonly", "")
     assert page.js_errors == []
+
+
+def test_a_commander_saves_a_draft_edits_it_and_sends_it(gateway: Gateway, page: Page) -> None:
+    """草稿: a warning prepared ahead is saved unsent, loaded back into the form, changed,
+    and sent from there; the queue only delivers it then."""
+    gateway.officer("boss", "值班指挥长", role="commander")
+    gateway.resident_says(RESIDENT, "你好")
+    with gateway.session() as session:
+        residents.set_profile(session=session, openid=RESIDENT, community="万景社区")
+
+    log_in(page, "boss")
+    page.click("nav >> text=预警推送")
+    page.select_option("#bc-topic", "weather")
+    page.fill("#bc-title", "台风预警（待定稿）")
+    page.fill("#bc-text", "台风预计明晚登陆，请提前做好防范。")
+    page.check('input[name="aud-kind"][value="communities"]')
+    page.fill("#aud-communities", "万景社区")
+    page.click("#bc-save-draft")
+    first = page.locator("#bc-body tr").first
+    expect(first).to_contain_text("台风预警（待定稿）")
+    expect(first).to_contain_text("草稿")
+    expect(page.locator("#bc-detail-status")).to_have_text("草稿")
+    expect(page.locator('#bc-figures .tile[data-metric="targeted"] .value')).to_have_text("0")
+    expect(page.locator("#bc-title")).to_have_value("")  # the form is free again
+
+    page.click("#bc-edit")
+    expect(page.locator("#bc-editing")).to_be_visible()
+    expect(page.locator("#bc-title")).to_have_value("台风预警（待定稿）")
+    expect(page.locator("#aud-communities")).to_have_value("万景社区")
+    page.fill("#bc-title", "台风“海葵”预警")
+    page.click("#bc-send")
+    expect(first).to_contain_text("台风“海葵”预警")
+    expect(page.locator("#bc-detail-status")).not_to_have_text("草稿")
+    expect(page.locator("#bc-editing")).to_be_hidden()
+    expect(page.locator("#bc-body tr")).to_have_count(1)  # the draft itself was sent
+
+    def delivered() -> bool:
+        inbox = httpx.get(f"{gateway.url}/simulator/api/inbox", params={"openid": RESIDENT})
+        return any("海葵" in m["content"] for m in inbox.json())
+
+    wait_for(delivered, timeout=30, what="the edited draft in the resident's WeChat")
+    assert page.js_errors == []

@@ -145,3 +145,50 @@ def test_another_communitys_officer_does_not_see_the_task(gateway: Gateway, page
     expect(page.locator("#tasks-empty")).to_be_visible()
     expect(page.locator("#tasks-body tr")).to_have_count(0)
     assert page.js_errors == []
+
+
+def test_the_task_list_comes_a_page_at_a_time(gateway: Gateway, page: Page) -> None:
+    """More tasks than a page (50): the list shows the first page, the total, and
+    上一页/下一页 move between pages without losing or repeating a task."""
+    gateway.officer("chen", "陈警官", community="万景社区")
+    warned = datetime.now(timezone.utc).isoformat()
+    with gateway.session() as session:
+        ids = dissuasion.ingest_leads(
+            session=session,
+            leads=[
+                LeadIn.parse_obj(
+                    {
+                        "external_id": f"96110-P{n:03d}",
+                        "phone": f"138000{n:05d}",
+                        "address": "骆驼街道万景社区3幢",
+                        "risk_type": "刷单返利",
+                        "risk_level": "medium",
+                        "warned_at": warned,
+                        "source": "96110",
+                    }
+                )
+                for n in range(53)
+            ],
+            actor=None,
+        ).task_ids
+    log_in(page, "chen")
+    page.click("nav >> text=精准劝阻")
+    rows = page.locator("#tasks-body tr")
+    expect(rows).to_have_count(50)
+    expect(page.locator("#task-stats")).to_contain_text("共 53 件")
+    expect(page.locator("#task-stats")).to_contain_text("待劝阻 53")
+    expect(page.locator("#tasks-page")).to_contain_text("第 1 / 2 页")
+    expect(page.locator("#tasks-prev")).to_be_disabled()
+    first_page = rows.evaluate_all("rows => rows.map(r => Number(r.dataset.taskId))")
+    page.click("#tasks-next")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#tasks-page")).to_contain_text("第 2 / 2 页")
+    expect(page.locator("#tasks-page")).to_contain_text("共 53 件")
+    expect(page.locator("#tasks-next")).to_be_disabled()
+    second_page = rows.evaluate_all("rows => rows.map(r => Number(r.dataset.taskId))")
+    assert sorted(first_page + second_page) == sorted(ids)  # none lost, none twice
+    shot(page, "11-dissuasion-pages")
+    page.click("#tasks-prev")
+    expect(rows).to_have_count(50)
+    expect(page.locator("#tasks-page")).to_contain_text("第 1 / 2 页")
+    assert page.js_errors == []

@@ -252,6 +252,13 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/broadcasts/{broadcast_id}/pause"): Row(scoped(), fresh_broadcast="scheduled"),
     ("POST", "/api/broadcasts/{broadcast_id}/resume"): Row(scoped(), fresh_broadcast="paused"),
     ("POST", "/api/broadcasts/{broadcast_id}/cancel"): Row(scoped(), fresh_broadcast="scheduled"),
+    # drafts (草稿): edited and released by whoever may send to community A
+    ("PUT", "/api/broadcasts/{broadcast_id}"): Row(
+        scoped(),
+        json={"topic": "fraud", "title": "防诈提醒", "text": "请勿轻信", "audience": BROADCAST_A},
+        fresh_broadcast="draft",
+    ),
+    ("POST", "/api/broadcasts/{broadcast_id}/send"): Row(scoped(), fresh_broadcast="draft"),
     # ---- officers' tools and aggregates (no resident words)
     ("GET", "/api/canned-replies"): Row(officers_only(200)),
     ("GET", "/api/officers"): Row(officers_only(200)),
@@ -336,8 +343,8 @@ def _lead(external_id: str, address: str | None) -> LeadIn:
     )
 
 
-def _broadcast(session, author: User, *, paused: bool) -> int:
-    """A community-A warning (scheduled in an hour), paused when asked."""
+def _broadcast(session, author: User, *, paused: bool, draft: bool = False) -> int:
+    """A community-A warning (scheduled in an hour), paused or a draft when asked."""
     created = broadcasts.compose(
         session=session,
         user=author,
@@ -346,6 +353,7 @@ def _broadcast(session, author: User, *, paused: bool) -> int:
         text="请勿轻信陌生来电",
         audience=AudienceIn(**BROADCAST_A),
         send_at=utcnow() + timedelta(hours=1),
+        draft=draft,
     )
     if paused:
         broadcasts.pause(session=session, user=author, broadcast_id=created.id)
@@ -355,7 +363,7 @@ def _broadcast(session, author: User, *, paused: bool) -> int:
 def _fresh_broadcast(state: str) -> int:
     with db.session_scope() as session:
         commander = session.execute(select(User).where(User.username == "commander")).scalar_one()
-        return _broadcast(session, commander, paused=state == "paused")
+        return _broadcast(session, commander, paused=state == "paused", draft=state == "draft")
 
 
 def _make_records() -> dict[str, int]:

@@ -79,6 +79,84 @@ def test_compose_send_and_read_the_figures(client, database_url):
     assert shown["status"] == "done"
 
 
+def test_a_draft_is_kept_edited_and_sent_later(client, database_url):
+    """草稿: composed but not released — the queue leaves it alone; its author edits it
+    (every field checked as at composing), then sends it; a sent draft is no longer
+    editable (409), and an officer cannot release a draft beyond their community."""
+    make_resident("o-d1", A)
+    make_resident("o-d2", B)
+    commander, officer_a = bearer(client, "commander"), bearer(client, "officer_a")
+    created = client.post("/api/broadcasts", json=body(draft=True), headers=commander)
+    assert created.status_code == 200, created.text
+    draft_id = created.json()["id"]
+    assert created.json()["status"] == "draft"
+    asyncio.run(worker(_Recorder(), database_url).run_once())  # nothing to send
+    assert client.get(f"/api/broadcasts/{draft_id}", headers=commander).json()["targeted"] == 0
+    edit = body(
+        title="台风“海葵”预警",
+        text="今晚有强风暴雨，请减少外出。",
+        topic="weather",
+        audience={"communities": [A, B]},
+    )
+    edited = client.put(f"/api/broadcasts/{draft_id}", json=edit, headers=commander)
+    assert edited.status_code == 200, edited.text
+    assert (edited.json()["status"], edited.json()["title"]) == ("draft", "台风“海葵”预警")
+    assert edited.json()["audience"]["communities"] == [A, B]
+    bad = client.put(f"/api/broadcasts/{draft_id}", json=body(topic="nonsense"), headers=commander)
+    assert bad.status_code == 422
+    # a two-community draft is not officer_a's to see, let alone release
+    refused = client.post(f"/api/broadcasts/{draft_id}/send", headers=officer_a)
+    assert refused.status_code == 404
+    beyond = client.put(f"/api/broadcasts/{draft_id}", json=edit, headers=officer_a)
+    assert beyond.status_code == 404
+    sent = client.post(f"/api/broadcasts/{draft_id}/send", json={}, headers=commander)
+    assert sent.status_code == 200 and sent.json()["status"] == "scheduled", sent.text
+    asyncio.run(worker(_Recorder(), database_url).run_once())
+    shown = client.get(f"/api/broadcasts/{draft_id}", headers=commander).json()
+    assert (shown["status"], shown["targeted"], shown["sent"]) == ("done", 2, 2)
+    assert (
+        client.put(f"/api/broadcasts/{draft_id}", json=edit, headers=commander).status_code == 409
+    )
+    assert client.post(f"/api/broadcasts/{draft_id}/send", headers=commander).status_code == 409
+
+
+def test_a_draft_is_scheduled_for_a_time_or_discarded(client):
+    commander = bearer(client, "commander")
+    later = (datetime.now(timezone.utc) + timedelta(hours=3)).isoformat()
+    first = client.post("/api/broadcasts", json=body(draft=True), headers=commander).json()
+    scheduled = client.post(
+        f"/api/broadcasts/{first['id']}/send", json={"send_at": later}, headers=commander
+    )
+    assert scheduled.json()["status"] == "scheduled"
+    assert datetime.fromisoformat(scheduled.json()["send_at"]) == datetime.fromisoformat(later)
+    past = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    second = client.post("/api/broadcasts", json=body(draft=True), headers=commander).json()
+    late = client.post(
+        f"/api/broadcasts/{second['id']}/send", json={"send_at": past}, headers=commander
+    )
+    assert late.status_code == 422
+    unknown = client.post(
+        f"/api/broadcasts/{second['id']}/send", json={"when": "now"}, headers=commander
+    )
+    assert unknown.status_code == 422
+    discarded = client.post(f"/api/broadcasts/{second['id']}/cancel", headers=commander)
+    assert discarded.json()["status"] == "cancelled"
+    assert client.get("/api/broadcasts?status=draft", headers=commander).json()["total"] == 0
+    own = client.post("/api/broadcasts", json=body(draft=True), headers=bearer(client, "officer_a"))
+    wider = body(audience={"communities": [A, B]})  # an officer's draft stays in her community
+    assert (
+        client.put(
+            f"/api/broadcasts/{own.json()['id']}", json=wider, headers=bearer(client, "officer_a")
+        ).status_code
+        == 403
+    )
+    officer_b = bearer(client, "officer_b")  # not her community: like a missing one
+    assert (
+        client.put(f"/api/broadcasts/{first['id']}", json=body(), headers=officer_b).status_code
+        == 404
+    )
+
+
 def test_list_is_paginated_and_scoped(client):
     commander, officer_a = bearer(client, "commander"), bearer(client, "officer_a")
     for n in range(3):

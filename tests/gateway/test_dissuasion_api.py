@@ -202,6 +202,53 @@ def test_officers_see_their_community_and_unreachable_needs_a_visit(client):
     assert answer.status_code == 422
 
 
+def test_the_task_list_is_paginated_in_a_stable_order_with_the_total_in_a_header(client):
+    """limit/offset/X-Total-Count (the list endpoints' convention): pages in list order —
+    open tasks by deadline (ties by id), then closed ones, latest first — that neither
+    overlap nor skip, whatever the page size; the body stays a JSON list."""
+    levels = ["high", "low", "high", "medium", "high", "low", "high"]
+    ids = send_leads(
+        client, *(lead(f"P{n}", risk_level=level) for n, level in enumerate(levels))
+    ).json()["task_ids"]
+    commander, officer_b = bearer(client, "commander"), bearer(client, "officer_b")
+    for task_id in ids[:2]:  # two are closed, the second one last
+        base = f"/api/dissuasion/tasks/{task_id}"
+        visit = {"channel": "visit", "reached": True, "note": "已上门"}
+        assert client.post(f"{base}/attempts", json=visit, headers=commander).status_code == 200
+        done = client.post(f"{base}/outcome", json={"outcome": "dissuaded"}, headers=commander)
+        assert done.status_code == 200, done.text
+    everything = client.get("/api/dissuasion/tasks?limit=200", headers=commander)
+    assert everything.headers["X-Total-Count"] == "7"
+    order = [t["id"] for t in everything.json()]
+    opened = [t for t in everything.json() if t["status"] == "open"]
+    assert [t["id"] for t in opened] == [
+        t["id"] for t in sorted(opened, key=lambda t: (t["deadline_at"], t["id"]))
+    ]
+    assert order[5:] == [ids[1], ids[0]]  # closed last, the latest first
+    for size in (1, 2, 3, 5):
+        pages = []
+        for offset in range(0, 9, size):
+            page = client.get(
+                f"/api/dissuasion/tasks?limit={size}&offset={offset}", headers=commander
+            )
+            assert page.status_code == 200 and page.headers["X-Total-Count"] == "7"
+            assert isinstance(page.json(), list) and len(page.json()) <= size
+            pages += [t["id"] for t in page.json()]
+        assert pages == order, size
+    default = client.get("/api/dissuasion/tasks", headers=commander)
+    assert [t["id"] for t in default.json()] == order  # 50 by default
+    still_open = client.get("/api/dissuasion/tasks?status=open&limit=2&offset=4", headers=commander)
+    assert (
+        still_open.headers["X-Total-Count"] == "5"
+        and [t["id"] for t in still_open.json()] == order[4:5]
+    )
+    nothing = client.get("/api/dissuasion/tasks?limit=10", headers=officer_b)  # not her community
+    assert (nothing.json(), nothing.headers["X-Total-Count"]) == ([], "0")
+    for bad in ("limit=0", "limit=201", "offset=-1", "limit=x", f"offset={10**20}"):
+        answer = client.get(f"/api/dissuasion/tasks?{bad}", headers=commander)
+        assert answer.status_code == 422, bad
+
+
 def test_defrauded_opens_an_urgent_case_where_stop_payments_are_recorded(client):
     with db.session_scope() as session:
         residents.set_profile(session=session, openid="o-wang", mobile="13800001234", consent=True)

@@ -325,6 +325,29 @@ def test_unsubscribing_works_while_an_officer_owns_the_conversation(wechat, rasa
     )
 
 
+def test_withdrawing_the_mobile_works_while_an_officer_owns_the_conversation(wechat, rasa):
+    """撤回手机号授权 is honoured during a hand-off the way 退订 is: the number is deleted
+    at once, the withdrawal recorded, and the message still waits for the officer."""
+    from casework import residents
+    from casework.conversations import hand_to_officers
+    from casework.models import WarningConsent
+
+    wechat.post(text_xml("o-mobile", "你好"))
+    with db.session_scope() as session:
+        residents.set_profile(
+            session=session, openid="o-mobile", mobile="13800001234", consent=True
+        )
+        hand_to_officers(session=session, openid="o-mobile")
+    rasa.parses = {"把我的手机号删了": ("withdraw_mobile", 0.9)}
+    answer = wechat.post(text_xml("o-mobile", "把我的手机号删了", msg_id=770101), encrypted=True)
+    assert wechat.reply_text(answer, encrypted=True) == service.WARNINGS_CHOICES["withdraw_mobile"]
+    with db.session_scope() as session:
+        assert residents.profile(session=session, openid="o-mobile").mobile_masked is None
+        assert residents.resident_by_mobile(session=session, mobile="13800001234") is None
+    assert [row.action for row in rows(WarningConsent)] == ["mobile_consent", "mobile_withdrawn"]
+    assert rows(Message, direction="in")[-1].status == "for_officer"
+
+
 # ------------------------------------------------------------------ bad input
 
 

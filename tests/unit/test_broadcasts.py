@@ -461,6 +461,7 @@ def test_the_metrics_count_warnings_by_topic_reach_and_opt_outs(database_url, co
     with db.session_scope() as session:
         subscriptions.opt_out(session=session, openid="o-m-gone")
     compose(commander, {"communities": [A]})
+    compose(commander, {"communities": [A]}, topic="weather", draft=True)  # never sent: no count
     drain(worker(RecordingMessenger(), database_url))
     with db.session_scope() as session:
         subscriptions.opt_out(session=session, openid="o-m0")  # after the warning
@@ -477,6 +478,7 @@ def test_the_metrics_count_warnings_by_topic_reach_and_opt_outs(database_url, co
     )
     assert found["reach"] == 0.8
     assert found["by_topic"]["fraud"]["label"] == "电诈预警"
+    assert found["by_topic"].get("weather", {}).get("broadcasts", 0) == 0
     assert found["opt_outs"] == 2 and found["opt_out_rate"] == 0.5  # 2 退订 / 4 reached
     [community] = found["per_community"]
     assert (community["community"], community["sent"]) == (A, 4)

@@ -20,6 +20,7 @@ from actions.community import (
     ActionSubmitCommunity,
     ActionSubscribeWarnings,
     ActionUnsubscribeWarnings,
+    ActionWithdrawMobile,
     ValidateCommunityForm,
 )
 from actions.intake import ActionSubmitDog, ActionSubmitNoise
@@ -145,7 +146,15 @@ def test_skipping_the_community_keeps_what_is_registered(sqlite_url, text, inten
 
 
 @pytest.mark.parametrize(
-    "intent", ["cancel", "request_human", "emergency", "unsubscribe_warnings", "subscribe_warnings"]
+    "intent",
+    [
+        "cancel",
+        "request_human",
+        "emergency",
+        "unsubscribe_warnings",
+        "subscribe_warnings",
+        "withdraw_mobile",
+    ],
 )
 def test_no_answer_is_taken_from_a_message_its_own_rule_handles(sqlite_url, intent):
     events, _ = run(
@@ -404,6 +413,64 @@ def test_subscribe_after_unsubscribe_resumes_with_the_topics_chosen_before(datab
     )
     assert events == [] and said(messages) == ["utter_subscribed"]
     assert (wanted().opted_out, wanted().topics) == (False, ["fraud"])
+
+
+# ------------------------------------------------------------------ 撤回手机号授权
+
+
+def _registered(number: str = "13800001234") -> None:
+    with db.session_scope() as session:
+        residents.set_profile(session=session, openid="resident-1", mobile=number, consent=True)
+
+
+def test_withdraw_mobile_deletes_the_number_and_confirms(database_url):
+    _registered()
+    events, messages = run(
+        ActionWithdrawMobile(), tracker("把我的手机号删了", intent="withdraw_mobile")
+    )
+    assert events == []
+    assert said(messages) == ["utter_mobile_withdrawn"]
+    assert (profile().mobile_masked, profile().mobile_consent_at) == (None, None)
+    with db.session_scope() as session:
+        assert residents.resident_by_mobile(session=session, mobile="13800001234") is None
+    # the warnings themselves are not touched: that is 退订's business
+    assert wanted().opted_out is False
+
+
+def test_withdraw_mobile_without_a_number_says_there_is_none(sqlite_url):
+    events, messages = run(
+        ActionWithdrawMobile(), tracker("别再用我电话了", intent="withdraw_mobile")
+    )
+    assert events == [] and said(messages) == ["utter_mobile_none_to_withdraw"]
+
+
+@pytest.mark.parametrize("requested", ["mobile_consent", "resident_mobile"])
+def test_withdraw_mobile_during_my_community_answers_the_mobile_question_no(sqlite_url, requested):
+    slots = {"requested_slot": requested, "resident_mobile": "13800001234"}
+    if requested == "resident_mobile":
+        slots["mobile_consent"] = True
+    t = tracker("手机号不留了", intent="withdraw_mobile", active_loop=FORM, slots=slots)
+    events, _ = run(ActionWithdrawMobile(), t)
+    assert events == [SlotSet("mobile_consent", False), SlotSet("resident_mobile", None)]
+
+
+def test_withdraw_mobile_during_another_intake_leaves_its_slots_alone(sqlite_url):
+    _registered()
+    t = tracker(
+        "撤回手机号授权",
+        intent="withdraw_mobile",
+        active_loop="fraud_form",
+        slots={"requested_slot": "amount"},
+    )
+    events, messages = run(ActionWithdrawMobile(), t)
+    assert events == [] and said(messages) == ["utter_mobile_withdrawn"]
+    assert profile().mobile_masked is None
+
+
+def test_the_withdrawal_replies_exist_and_point_to_my_community():
+    responses = domain()["responses"]
+    for name in ("utter_mobile_withdrawn", "utter_mobile_none_to_withdraw"):
+        assert "我的社区" in responses[name][0]["text"]
 
 
 # ------------------------------------------------------------------ from an intake's address

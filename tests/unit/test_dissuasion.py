@@ -191,6 +191,27 @@ def test_scoping_of_the_task_list(people):
         assert detail.phone == "13800001234" and detail.phone_masked == "138****1234"
 
 
+def test_a_page_of_the_task_list_counts_only_what_the_user_may_see(people):
+    """task_page: the total is scoped like the list, the page is a slice of the list's
+    order, and a page size or offset out of range is refused."""
+    with db.session_scope() as session:
+        ids = dissuasion.ingest_leads(
+            session=session,
+            leads=[lead(f"PG{n}", address="万景社区") for n in range(4)]
+            + [lead("PGB", address="清水湖社区")],
+            actor=None,
+        ).task_ids
+        officer_a = user(session, people, "officer_a")
+        page = dissuasion.task_page(session=session, user=officer_a, limit=3, offset=2)
+        assert page.total == 4
+        assert [t.id for t in page.items] == ids[2:4]  # one deadline: ties go by id
+        everything = dissuasion.task_page(session=session, user=user(session, people, "desk"))
+        assert (everything.total, len(everything.items)) == (5, 5)
+        for limit, offset in ((0, 0), (1, -1)):
+            with pytest.raises(CaseError):
+                dissuasion.task_page(session=session, user=officer_a, limit=limit, offset=offset)
+
+
 def test_unreachable_needs_a_visit(people):
     with db.session_scope() as session:
         [task_id] = dissuasion.ingest_leads(

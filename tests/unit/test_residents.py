@@ -9,7 +9,7 @@ import pytest
 
 from casework import db, residents
 from casework.cases import CaseError
-from casework.models import Resident
+from casework.models import Resident, WarningConsent
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,67 @@ def test_withdrawing_the_mobile_clears_number_and_consent(database_url):
         assert residents.resident_by_mobile(session=session, mobile="13900001234") is None
         resident = session.query(Resident).filter_by(openid="o-2").one()
         assert resident.mobile is None
+
+
+def _consents(session, openid: str) -> list[tuple[str, str]]:
+    resident = session.query(Resident).filter_by(openid=openid).one()
+    rows = (
+        session.query(WarningConsent)
+        .filter_by(resident_id=resident.id)
+        .order_by(WarningConsent.id)
+        .all()
+    )
+    return [(row.action, row.text) for row in rows]
+
+
+def test_giving_the_mobile_is_recorded_as_a_consent_without_the_number(database_url):
+    when = datetime(2026, 12, 5, 6, 0, tzinfo=timezone.utc)
+    with db.session_scope(database_url) as session:
+        residents.set_profile(
+            session=session, openid="o-3", mobile="13700001234", consent=True, now=when
+        )
+        assert _consents(session, "o-3") == [("mobile_consent", residents.CONSENT_MOBILE)]
+        row = session.query(WarningConsent).one()
+        assert row.at.replace(tzinfo=timezone.utc) == when
+        assert "13700001234" not in row.text
+
+
+def test_withdraw_mobile_deletes_the_number_and_records_what_and_when(database_url):
+    given = datetime(2026, 12, 1, 6, 0, tzinfo=timezone.utc)
+    later = datetime(2026, 12, 5, 8, 30, tzinfo=timezone.utc)
+    with db.session_scope(database_url) as session:
+        residents.set_profile(
+            session=session, openid="o-4", mobile="13600001234", consent=True, now=given
+        )
+        done = residents.withdraw_mobile(session=session, openid="o-4", now=later)
+        assert (done.withdrawn, done.withdrawn_at) == (True, later)
+    with db.session_scope(database_url) as session:
+        resident = session.query(Resident).filter_by(openid="o-4").one()
+        # deleted, not hidden: the column holds nothing, so no lead can match by it
+        assert (resident.mobile, resident.mobile_consent_at) == (None, None)
+        assert residents.resident_by_mobile(session=session, mobile="13600001234") is None
+        assert _consents(session, "o-4") == [
+            ("mobile_consent", residents.CONSENT_MOBILE),
+            ("mobile_withdrawn", residents.CONSENT_MOBILE_WITHDRAWN),
+        ]
+        withdrawal = session.query(WarningConsent).filter_by(action="mobile_withdrawn").one()
+        assert withdrawal.at.replace(tzinfo=timezone.utc) == later
+        assert withdrawal.source == "wechat"
+
+
+def test_withdraw_mobile_without_a_number_changes_and_records_nothing(database_url):
+    with db.session_scope(database_url) as session:
+        residents.set_profile(session=session, openid="o-5", community="万景社区")
+        done = residents.withdraw_mobile(session=session, openid="o-5")
+        assert (done.withdrawn, done.withdrawn_at) == (False, None)
+        assert _consents(session, "o-5") == []
+        assert residents.profile(session=session, openid="o-5").community == "万景社区"
+
+
+def test_withdraw_mobile_twice_records_one_withdrawal(database_url):
+    with db.session_scope(database_url) as session:
+        residents.set_profile(session=session, openid="o-6", mobile="13500001234", consent=True)
+        assert residents.withdraw_mobile(session=session, openid="o-6").withdrawn is True
+        assert residents.withdraw_mobile(session=session, openid="o-6").withdrawn is False
+        actions = [action for action, _ in _consents(session, "o-6")]
+        assert actions == ["mobile_consent", "mobile_withdrawn"]

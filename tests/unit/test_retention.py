@@ -403,3 +403,66 @@ def test_finished_dissuasion_leads_lose_the_persons_details_open_ones_keep_them(
         assert kept.phone == "13800001234"
     with db.session_scope() as session:
         assert purge(session=session, older_than=timedelta(days=180), now=NOW).dissuasion_leads == 0
+
+
+def test_stop_payment_accounts_of_closed_cases_are_cleared_the_amounts_stay(database_url):
+    """紧急止付 (issue 11): a closed fraud case past the retention age loses the bank
+    account numbers of its stop-payment records — also a case an earlier purge already
+    anonymised — while bank, amounts, times and who acted stay (the money protected is
+    reported). An open case and a recently closed one keep their accounts."""
+    from casework import stop_payments
+    from casework.models import StopPayment
+    from casework.retention import ANONYMOUS_ACCOUNT
+
+    def fraud_case(session, openid: str, *, closed_at=None) -> int:
+        case_id = _case(session, openid, closed_at=closed_at)
+        session.get(Case, case_id).category = "fraud_suspicion"
+        return case_id
+
+    def stop(session, case_id: int, account: str) -> int:
+        item = StopPayment(
+            case_id=case_id,
+            bank="宁波银行",
+            account=account,
+            amount_fen=1_000_000,
+            requested_at=OLD,
+            frozen_fen=800_000,
+            recovered_fen=500_000,
+            result_at=OLD,
+        )
+        session.add(item)
+        session.flush()
+        return int(item.id)
+
+    with db.session_scope() as session:
+        old_case = fraud_case(session, "o-sp-done", closed_at=OLD)
+        earlier = fraud_case(session, "o-sp-earlier", closed_at=OLD)
+        ids = {
+            "old": stop(session, old_case, "6222021234567890123"),
+            "old_second": stop(session, old_case, "6217001234567890"),
+            "earlier": stop(session, earlier, "6228481234567890"),
+            "open": stop(session, fraud_case(session, "o-sp-open"), "6222029876543210"),
+            "recent": stop(
+                session, fraud_case(session, "o-sp-recent", closed_at=RECENT), "6225881234567890"
+            ),
+        }
+        session.get(Case, earlier).redacted_at = OLD  # anonymised before this rule existed
+    with db.session_scope() as session:
+        report = purge(session=session, older_than=timedelta(days=180), now=NOW)
+    assert report.stop_payments == 3
+    assert "stop-payment accounts of closed cases cleared: 3" in report.lines()
+    for key in ("old", "old_second", "earlier"):
+        item = _get(StopPayment, ids[key])
+        assert item.account == ANONYMOUS_ACCOUNT, key
+        assert (item.bank, item.amount_fen, item.frozen_fen, item.recovered_fen) == (
+            "宁波银行",
+            1_000_000,
+            800_000,
+            500_000,
+        )
+        assert item.requested_at is not None and item.result_at is not None
+        assert stop_payments.mask_account(item.account) == stop_payments.PURGED_ACCOUNT
+    assert _get(StopPayment, ids["open"]).account == "6222029876543210"
+    assert _get(StopPayment, ids["recent"]).account == "6225881234567890"
+    with db.session_scope() as session:
+        assert purge(session=session, older_than=timedelta(days=180), now=NOW).stop_payments == 0

@@ -37,6 +37,7 @@ PRODUCTION = {
     "RASA_TOKEN": "rasa-token-0123456789",
     "ACTIONS_TOKEN": "actions-token-0123456789",
     "METRICS_TOKEN": "metrics-token-0123456789",
+    "WECHAT_WARNING_TEMPLATE_ID": "Zx9-real-warning-template-id",
 }
 READ_BY_SETTINGS = sorted(
     set(
@@ -118,6 +119,16 @@ def test_unset_jmt_env_means_production(monkeypatch):
         ({"WECHAT_TOKEN": None}, "WECHAT_TOKEN is missing"),
         ({"WECHAT_APP_SECRET": None}, "WECHAT_APP_SECRET is missing"),
         ({"RASA_TOKEN": "replace-with-openssl-rand-hex-32"}, "RASA_TOKEN is the .env.example"),
+        ({"WECHAT_WARNING_TEMPLATE_ID": None}, "WECHAT_WARNING_TEMPLATE_ID is missing"),
+        ({"WECHAT_WARNING_TEMPLATE_ID": "  "}, "WECHAT_WARNING_TEMPLATE_ID is missing"),
+        (
+            {"WECHAT_WARNING_TEMPLATE_ID": "SIMULATED-warning-template"},
+            "WECHAT_WARNING_TEMPLATE_ID is a development placeholder",
+        ),
+        (
+            {"WECHAT_WARNING_TEMPLATE_ID": "replace-with-the-template-id"},
+            "WECHAT_WARNING_TEMPLATE_ID is a development placeholder",
+        ),
         (
             {"DINGTALK_WEBHOOK_URL": "http://10.0.0.1/simulator/dingtalk/robot/send"},
             "DINGTALK_WEBHOOK_URL points at the development simulator",
@@ -300,3 +311,12 @@ def test_rasa_tracker_store_for_retention(monkeypatch, isolated):
     assert production(monkeypatch).rasa_tracker_url == (
         "postgresql://rasa:p%40ss%2Fword@db.internal:6432/rasa"
     )
+
+
+def test_development_fills_in_the_simulated_warning_template(monkeypatch):
+    """Development runs on the stand-in's template id; production must name the real one
+    (refused above), and the gateway refuses to start without it."""
+    monkeypatch.setenv("JMT_ENV", "development")
+    assert Settings.from_env().wechat_warning_template_id == settings.DEV_WARNING_TEMPLATE_ID
+    with pytest.raises(SettingsError, match="WECHAT_WARNING_TEMPLATE_ID is missing"):
+        create_app(production(monkeypatch, WECHAT_WARNING_TEMPLATE_ID=None))

@@ -1,7 +1,10 @@
 /* 预警推送: compose a warning with its WeChat preview (GET /api/broadcasts/preview), send
  * it now or at a Beijing time (POST /api/broadcasts), and follow each broadcast's figures
  * (GET /api/broadcasts, …/{id}; pause / resume / cancel). Officers may only address their
- * own community: the server refuses anything else (403) and this page says why. */
+ * own community: the server refuses anything else (403) and this page says why.
+ * Drafts (草稿): 存为草稿 keeps a composed warning unsent ("draft": true); 编辑草稿 loads it
+ * back into the form, where 存为草稿 saves it again (PUT) and 发布 sends it now or at the
+ * time given (PUT, then POST …/send). */
 "use strict";
 
 (() => {
@@ -11,6 +14,19 @@
   const PAGE = 20;
   let offset = 0;
   let selected = null;
+  let editing = null; // the id of the draft loaded into the form, if any
+
+  // Built here (the page markup is the template's): 存为草稿 beside 发布, the note shown
+  // while a draft is being edited, and 编辑草稿 beside the detail's buttons.
+  const saveDraft = h("button", { type: "button", id: "bc-save-draft" }, "存为草稿");
+  $("bc-send").after(saveDraft);
+  const stopEditing = h("button", { type: "button", id: "bc-stop-editing" }, "放弃修改");
+  const editingText = h("span", { id: "bc-editing-text" });
+  const editingNote = h("p", { id: "bc-editing", className: "muted", hidden: true },
+    editingText, " ", stopEditing);
+  $("compose").prepend(editingNote);
+  const editDraft = h("button", { type: "button", id: "bc-edit", hidden: true }, "编辑草稿");
+  $("bc-cancel").before(editDraft);
 
   const names = (text) => text.split(/[，,、\s]+/).map((s) => s.trim()).filter(Boolean);
 
@@ -48,8 +64,7 @@
     }
   }
 
-  async function send(event) {
-    event.preventDefault();
+  function composed() {
     const body = {
       topic: $("bc-topic").value,
       title: $("bc-title").value.trim(),
@@ -58,19 +73,87 @@
     };
     const at = beijingIso($("bc-send-at").value);
     if (at) body.send_at = at;
+    return body;
+  }
+
+  function resetForm() {
+    editing = null;
+    editingNote.hidden = true;
+    $("compose").reset();
+    $("preview").hidden = true;
+    showKind();
+  }
+
+  async function submit(asDraft) {
+    if (!$("compose").reportValidity()) return;
+    const body = composed();
     try {
-      const made = await api("/api/broadcasts", { method: "POST", body });
+      let made;
+      if (editing !== null) {
+        made = await api(`/api/broadcasts/${encodeURIComponent(editing)}`, { method: "PUT", body });
+        if (!asDraft) {
+          made = await api(`/api/broadcasts/${encodeURIComponent(editing)}/send`, {
+            method: "POST", body: body.send_at ? { send_at: body.send_at } : {},
+          });
+        }
+      } else {
+        made = await api("/api/broadcasts", { method: "POST", body: { ...body, draft: asDraft } });
+      }
       showError($("compose-error"), "");
-      JMT.toast(`预警 #${made.id} 已${made.status === "scheduled" ? "定时" : "提交发送"}`);
-      $("compose").reset();
-      $("preview").hidden = true;
-      showKind();
+      JMT.toast(asDraft ? `草稿 #${made.id} 已保存`
+        : `预警 #${made.id} 已${body.send_at ? "定时" : "提交发送"}`);
+      resetForm();
       offset = 0;
       selected = made.id;
       await load();
     } catch (e) {
-      if (e.status !== 401) showError($("compose-error"), "发布失败：" + e.message);
+      if (e.status !== 401) showError($("compose-error"), (asDraft ? "保存失败：" : "发布失败：") + e.message);
     }
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    await submit(false);
+  }
+
+  /** An ISO time as the `datetime-local` value in Beijing time ("" when past). */
+  function beijingLocal(iso) {
+    const at = JMT.parseTime(iso);
+    if (!at || at.getTime() <= Date.now()) return "";
+    return new Date(at.getTime() + 8 * 3600 * 1000).toISOString().slice(0, 16);
+  }
+
+  async function edit(id) {
+    let b;
+    try {
+      b = await api(`/api/broadcasts/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.status !== 401) showError($("list-error"), "草稿加载失败：" + e.message);
+      return;
+    }
+    if (b.status !== "draft") return;
+    const a = b.audience;
+    const kind = a.district ? "district" : a.reported ? "reported"
+      : a.streets.length ? "streets" : a.openids.length ? "openids" : "communities";
+    const radio = document.querySelector(`input[name="aud-kind"][value="${kind}"]`);
+    if (radio.disabled) return; // an officer cannot edit beyond her community
+    $("bc-topic").value = b.topic;
+    $("bc-title").value = b.title;
+    $("bc-text").value = b.text;
+    radio.checked = true;
+    $("aud-streets").value = a.streets.join("，");
+    if (!$("aud-communities").readOnly) $("aud-communities").value = a.communities.join("，");
+    $("aud-openids").value = a.openids.join("\n");
+    if (a.reported) {
+      $("aud-category").value = a.reported.category;
+      $("aud-days").value = a.reported.days;
+    }
+    $("bc-send-at").value = beijingLocal(b.send_at);
+    showKind();
+    editing = b.id;
+    editingText.textContent = `正在编辑草稿 #${b.id}：存为草稿保存修改，发布即发送。`;
+    editingNote.hidden = false;
+    $("bc-title").focus();
   }
 
   function row(b) {
@@ -135,7 +218,9 @@
       ? "发送方式：" + channels.map(([c, n]) => `${JMT.label("delivery_channels", c)} ${n}`).join("、") : "";
     $("bc-pause").hidden = !["scheduled", "sending"].includes(b.status);
     $("bc-resume").hidden = b.status !== "paused";
-    $("bc-cancel").hidden = !["scheduled", "sending", "paused"].includes(b.status);
+    $("bc-cancel").hidden = !["draft", "scheduled", "sending", "paused"].includes(b.status);
+    $("bc-cancel").textContent = b.status === "draft" ? "删除草稿" : "取消发送";
+    editDraft.hidden = b.status !== "draft";
     for (const tr of document.querySelectorAll("#bc-body tr")) {
       tr.classList.toggle("selected", Number(tr.dataset.broadcastId) === b.id);
     }
@@ -161,7 +246,14 @@
   $("bc-next").addEventListener("click", () => { offset += PAGE; load(); });
   $("bc-pause").addEventListener("click", () => act("pause"));
   $("bc-resume").addEventListener("click", () => act("resume"));
-  $("bc-cancel").addEventListener("click", () => act("cancel"));
+  $("bc-cancel").addEventListener("click", async () => {
+    const discarded = selected;
+    await act("cancel");
+    if (editing === discarded) resetForm();
+  });
+  saveDraft.addEventListener("click", () => submit(true));
+  stopEditing.addEventListener("click", resetForm);
+  editDraft.addEventListener("click", () => edit(selected));
 
   Promise.all([JMT.vocabulary(), JMT.me()])
     .then(([vocab, user]) => {

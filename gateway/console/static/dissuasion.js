@@ -1,6 +1,8 @@
 /* 精准劝阻: GET /api/dissuasion/tasks (scoped by the server), one task's detail with the
  * number to call, its contact attempts and the outcome (POST …/attempts, …/outcome).
- * 不接电话不放过、不见本人不放过: 未联系上 is refused by the server without a visit. */
+ * 不接电话不放过、不见本人不放过: 未联系上 is refused by the server without a visit.
+ * The list comes a page at a time (limit/offset; the total in X-Total-Count), with
+ * 上一页/下一页 under the table. */
 "use strict";
 
 (() => {
@@ -9,6 +11,30 @@
 
   let selected = null; // the task id whose detail is open
   let fetchedAt = Date.now();
+  const PAGE_SIZE = 50; // the server's default page
+  let offset = 0; // the first task of the page shown
+
+  const totalOf = (response) => Number(response.headers.get("X-Total-Count") || 0);
+
+  // 上一页 · 第 n / m 页 · 下一页, under the table (built here: the markup is the template's).
+  const prev = h("button", { type: "button", id: "tasks-prev" }, "上一页");
+  const next = h("button", { type: "button", id: "tasks-next" }, "下一页");
+  const pageInfo = h("span", { id: "tasks-page", className: "muted" });
+  const pager = h("div", { id: "tasks-pager", className: "pager", hidden: true }, prev, pageInfo, next);
+  $("tasks-empty").after(pager);
+  prev.addEventListener("click", () => { offset = Math.max(0, offset - PAGE_SIZE); load(); });
+  next.addEventListener("click", () => { offset += PAGE_SIZE; load(); });
+
+  function showPager(total, shown) {
+    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+    const current = Math.floor(offset / PAGE_SIZE) + 1;
+    pager.hidden = total === 0;
+    pageInfo.textContent = total
+      ? `第 ${current} / ${pages} 页 · 第 ${offset + 1}–${offset + shown} 件，共 ${total} 件`
+      : "";
+    prev.disabled = offset === 0;
+    next.disabled = offset + shown >= total;
+  }
 
   const riskLabel = (code) => JMT.label("risk_levels", code);
   const outcomeLabel = (code) => JMT.label("dissuasion_outcomes", code);
@@ -47,20 +73,30 @@
 
   async function load() {
     const status = $("task-status").value;
+    const query = (filter, limit, from) =>
+      "/api/dissuasion/tasks?" + new URLSearchParams({ status: filter || "all", limit, offset: from });
     try {
-      const [tasks] = await Promise.all([
-        api("/api/dissuasion/tasks" + (status ? "?status=" + encodeURIComponent(status) : "")),
+      const [page, openPage] = await Promise.all([
+        api(query(status, PAGE_SIZE, offset), { raw: true }),
+        api(query("open", 1, 0), { raw: true }), // only its X-Total-Count: 待劝阻 in all
         JMT.vocabulary(),
       ]);
+      const tasks = await page.json();
+      const total = totalOf(page);
+      if (tasks.length === 0 && offset > 0 && total > 0) {
+        // the last page emptied (tasks closed or filtered away): show the last one left
+        offset = Math.floor((total - 1) / PAGE_SIZE) * PAGE_SIZE;
+        return load();
+      }
       fetchedAt = Date.now();
       showError($("tasks-error"), "");
       const body = clear($("tasks-body"));
       for (const task of tasks) body.append(row(task));
       $("tasks-empty").hidden = tasks.length > 0;
-      const open = tasks.filter((t) => t.status === "open");
-      const overdue = open.filter((t) => t.overdue).length;
+      showPager(total, tasks.length);
+      const overdue = tasks.filter((t) => t.status === "open" && t.overdue).length;
       $("task-stats").textContent =
-        `共 ${tasks.length} 件 · 待劝阻 ${open.length}` + (overdue ? ` · 超时 ${overdue}` : "");
+        `共 ${total} 件 · 待劝阻 ${totalOf(openPage)}` + (overdue ? ` · 本页超时 ${overdue}` : "");
       if (selected !== null) await show(selected);
     } catch (e) {
       if (e.status !== 401) showError($("tasks-error"), "劝阻任务加载失败：" + e.message);
@@ -164,7 +200,7 @@
       JMT.fillOptions($("outcome-choice"), vocab.dissuasion_outcomes);
     })
     .catch((e) => e.status !== 401 && showError($("tasks-error"), "词表加载失败：" + e.message));
-  $("task-status").addEventListener("change", load);
+  $("task-status").addEventListener("change", () => { offset = 0; load(); });
   setInterval(load, 30000);
   load();
 })();
