@@ -119,11 +119,7 @@ LABELS = [
 ]
 # Copies the console still holds, each a gap for the console's owner to close (read the
 # label with JMT.label(...)); strict, so the mark must go once the copy is gone.
-KNOWN_COPIES = {
-    "待劝阻": "dissuasion.js shows a task's status as a literal, not dissuasion_statuses",
-    "劝阻成功": "metrics.js titles its tile with a literal, not dissuasion_outcomes",
-    "未联系上": "dissuasion.js writes an unreached attempt with the outcome's label",
-}
+KNOWN_COPIES: dict[str, str] = {}  # label -> why a page still copies it (none left)
 
 
 def _console_sources() -> dict[str, str]:

@@ -96,7 +96,7 @@
       showPager(total, tasks.length);
       const overdue = tasks.filter((t) => t.status === "open" && t.overdue).length;
       $("task-stats").textContent =
-        `共 ${total} 件 · 待劝阻 ${totalOf(openPage)}` + (overdue ? ` · 本页超时 ${overdue}` : "");
+        `共 ${total} 件 · ${JMT.label("dissuasion_statuses", "open")} ${totalOf(openPage)}` + (overdue ? ` · 本页超时 ${overdue}` : "");
       if (selected !== null) await show(selected);
     } catch (e) {
       if (e.status !== 401) showError($("tasks-error"), "劝阻任务加载失败：" + e.message);
@@ -107,7 +107,7 @@
     return h("li", { dataset: { attemptId: a.id } },
       h("span", { className: "nowrap" }, JMT.fmtTime(a.at)), " ",
       h("strong", {}, JMT.label("contact_channels", a.channel)), " ",
-      h("span", { className: a.reached ? "ok" : "fail" }, a.reached ? "已联系上" : "未联系上"),
+      h("span", { className: a.reached ? "ok" : "fail" }, a.reached ? "已联系上" : "未能联系上"),
       a.note ? " — " + a.note : "",
       a.officer ? h("span", { className: "muted" }, "（" + JMT.officerName(a.officer) + "）") : null);
   }
@@ -132,7 +132,7 @@
     $("task-deadline").textContent = JMT.fmtTime(task.deadline_at);
     $("task-outcome").textContent = task.status === "closed"
       ? outcomeLabel(task.outcome) + (task.amount_protected ? `（保护金额 ${JMT.fmtYuan(task.amount_protected)}）` : "")
-      : "待劝阻";
+      : JMT.label("dissuasion_statuses", "open");
     const list = clear($("task-attempts"));
     for (const a of task.attempts) list.append(attemptLine(a));
     $("attempts-empty").hidden = task.attempts.length > 0;

@@ -155,7 +155,7 @@
       tile("精准劝阻按时联系率", pct(d.reached_within_deadline_rate),
         `按时联系 ${d.reached_within_deadline ?? 0} / 任务 ${d.tasks ?? 0} 件，见到本人 ${d.reached_in_person ?? 0}`,
         "dissuasion"),
-      tile("劝阻成功", `${d.dissuaded ?? 0} 件`,
+      tile(JMT.label("dissuasion_outcomes", "dissuaded"), `${d.dissuaded ?? 0} 件`,
         `保护金额 ${JMT.fmtYuan(d.amount_protected_yuan ?? 0)}，已被骗 ${d.defrauded ?? 0}` +
         (sp.requests ? `，止付 ${sp.requests} 笔 ${JMT.fmtYuan(sp.amount_yuan)}` : ""), "dissuaded"),
       tile("预警触达率", pct(w.reach),
