@@ -62,7 +62,7 @@ def test_an_officer_works_a_dissuasion_task_to_success(gateway: Gateway, page: P
     page.fill("#attempt-note", "两次无人接听")
     page.click("#attempt-form button")
     expect(page.locator("#task-attempts li")).to_have_count(1)
-    expect(page.locator("#task-attempts")).to_contain_text("未联系上")
+    expect(page.locator("#task-attempts")).to_contain_text("未能联系上")
 
     page.select_option("#outcome-choice", "unreachable")
     page.click("#outcome-form button")
