@@ -103,6 +103,11 @@ def store_inbound(
             subscribed=event == "subscribe",
             conversation=conversation,
         )
+    if stored.new and event == "unsubscribe":
+        # Unfollowing the account ends what the number was left for (warnings through it):
+        # it is deleted and the withdrawal recorded, as if the resident had said 撤回手机号.
+        # 退订 alone keeps it — the number's consent is withdrawn by its own words.
+        residents.withdraw_mobile(session=session, openid=openid, source="unfollow")
     location = media.get("location")
     if stored.new and location:
         conversations.set_location(

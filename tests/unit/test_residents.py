@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from casework import db, residents
+from casework import db, intake, residents
 from casework.cases import CaseError
 from casework.models import Resident, WarningConsent
 
@@ -143,3 +143,30 @@ def test_withdraw_mobile_twice_records_one_withdrawal(database_url):
         assert residents.withdraw_mobile(session=session, openid="o-6").withdrawn is False
         actions = [action for action, _ in _consents(session, "o-6")]
         assert actions == ["mobile_consent", "mobile_withdrawn"]
+
+
+def test_unfollowing_the_account_deletes_the_mobile_and_records_why(database_url):
+    """DESIGN rule 7 (nothing kept for ever): a resident who unfollows leaves no number."""
+    with db.session_scope(database_url) as session:
+        residents.set_profile(session=session, openid="o-9", mobile="13500001234", consent=True)
+    with db.session_scope(database_url) as session:
+        intake.store_inbound(
+            session=session,
+            signed=None,
+            openid="o-9",
+            dedupe_key="event:o-9:unsubscribe:1",
+            msg_type="event",
+            content="",
+            media={},
+            event="unsubscribe",
+        )
+    with db.session_scope(database_url) as session:
+        resident = session.query(Resident).filter_by(openid="o-9").one()
+        assert (resident.mobile, resident.mobile_consent_at, resident.subscribed) == (
+            None,
+            None,
+            False,
+        )
+        assert residents.resident_by_mobile(session=session, mobile="13500001234") is None
+        withdrawal = session.query(WarningConsent).filter_by(action="mobile_withdrawn").one()
+        assert withdrawal.source == "unfollow"
