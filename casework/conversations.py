@@ -59,6 +59,7 @@ class StoredMessage:
     new: bool
     reply: str | None
     conversation: Conversation
+    first_contact: bool = False  # the resident and the conversation were created by this call
 
 
 def store_inbound_message(
@@ -88,6 +89,7 @@ def store_inbound_message(
         .join(Resident, Resident.id == Conversation.resident_id)
         .where(Conversation.openid == openid)
     ).first()
+    first_contact = found is None
     if found is None:
         conversation, last_seen = _first_contact(session, openid), None  # seen just now
     else:
@@ -128,7 +130,13 @@ def store_inbound_message(
             .values(last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
-    return StoredMessage(message_id=message_id, new=True, reply=None, conversation=conversation)
+    return StoredMessage(
+        message_id=message_id,
+        new=True,
+        reply=None,
+        conversation=conversation,
+        first_contact=first_contact,
+    )
 
 
 def record_inbound(

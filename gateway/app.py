@@ -158,13 +158,18 @@ def create_app(
         console.router,
     ):
         app.include_router(router)
+    app.mount(console.STATIC_PREFIX, console.ConsoleStatic(directory=console.STATIC_DIR))
     if settings.simulator_enabled:
         from gateway.simulator import partners
         from gateway.simulator import routes as simulator
 
         app.include_router(simulator.router)
         app.include_router(partners.router)
+        app.mount(simulator.STATIC_PREFIX, console.ConsoleStatic(directory=simulator.STATIC_DIR))
 
+    # The pages' Content-Security-Policy, nosniff, no-referrer, no framing, caching: one
+    # middleware for every response under /console and /simulator.
+    app.add_middleware(console.SecurityHeaders, prefixes=console.PAGE_PREFIXES)
     app.add_middleware(observability.RequestContext)  # request id, X-Request-ID, metrics
 
     @app.exception_handler(Exception)

@@ -6,7 +6,9 @@
   message or event, signs (and optionally AES-encrypts) it and POSTs it to this app's own
   `/wechat` — the same HTTP request WeChat makes — then decodes the passive reply.
 - `GET /simulator/api/inbox`: customer-service messages the stand-in received.
-- `GET /simulator`: a phone-like chat page using the two endpoints above.
+- `GET /simulator`: a phone-like chat page using the two endpoints above
+  (`templates/simulator.html`, its script and style in `static/`, under the console's
+  Content-Security-Policy: no inline script or style, no `innerHTML`).
 
 Not WeChat: the real adapter is `integrations/wechat.py`.
 """
@@ -18,6 +20,7 @@ import re
 import secrets
 import time
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree
 
@@ -323,217 +326,13 @@ async def send_as_wechat(send: SendRequest, request: Request) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- the chat page
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"  # mounted by gateway/app.py
+STATIC_PREFIX = "/simulator/static"
+PAGE = Path(__file__).resolve().parent / "templates" / "simulator.html"
+
 
 @router.get("", response_class=HTMLResponse)
 async def page() -> HTMLResponse:
-    return HTMLResponse(PAGE)
-
-
-PAGE = """<!doctype html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>镇海警民通 · 微信模拟器</title>
-<style>
-* { box-sizing: border-box; }
-body { margin: 0; background: #d9d9d9; display: flex; justify-content: center;
-  font: 15px/1.45 -apple-system, "PingFang SC", "Microsoft YaHei", sans-serif; }
-.phone { width: 390px; max-width: 100vw; height: 100vh; max-height: 844px; margin: auto;
-  background: #ededed; display: flex; flex-direction: column; position: relative;
-  box-shadow: 0 0 24px rgba(0, 0, 0, .25); }
-header { text-align: center; padding: 12px; font-weight: 600; font-size: 17px;
-  border-bottom: 1px solid #d5d5d5; }
-.tools { display: flex; gap: 8px; align-items: center; padding: 6px 10px; font-size: 12px;
-  color: #666; background: #f3f3f3; border-bottom: 1px solid #ddd; }
-.tools input[type=text] { width: 110px; font-size: 12px; padding: 2px 4px; }
-.tools label { white-space: nowrap; }
-button { font: inherit; cursor: pointer; }
-.small { font-size: 12px; padding: 2px 8px; border: 1px solid #07c160; color: #07c160;
-  background: #fff; border-radius: 4px; }
-#chat { flex: 1; overflow-y: auto; padding: 10px 12px; }
-.row { display: flex; gap: 8px; margin: 10px 0; align-items: flex-start; }
-.row.me { flex-direction: row-reverse; }
-.avatar { width: 38px; height: 38px; border-radius: 5px; flex: none; color: #fff;
-  display: flex; align-items: center; justify-content: center; font-size: 16px; }
-.them .avatar { background: #1d4f91; }
-.me .avatar { background: #9a9a9a; }
-.bubble { max-width: 72%; padding: 8px 11px; border-radius: 6px; white-space: pre-wrap;
-  word-break: break-word; }
-.them .bubble { background: #fff; }
-.me .bubble { background: #95ec69; }
-.tag { display: block; margin-top: 4px; font-size: 11px; color: #999; }
-.note { text-align: center; font-size: 12px; color: #999; margin: 8px 20px; }
-.composer { display: flex; gap: 6px; padding: 8px; background: #f7f7f7;
-  border-top: 1px solid #ddd; }
-.composer input { flex: 1; border: none; border-radius: 4px; padding: 8px; font: inherit; }
-.icon { border: none; background: none; font-size: 20px; padding: 0 4px; }
-#send { border: none; border-radius: 4px; background: #07c160; color: #fff; padding: 0 14px; }
-.menu { display: flex; background: #fff; border-top: 1px solid #ddd; }
-.menu button { flex: 1; border: none; background: none; padding: 11px 0; color: #333; }
-.menu button + button { border-left: 1px solid #eee; }
-#places { position: absolute; left: 8px; right: 8px; bottom: 104px; background: #fff;
-  border-radius: 8px; box-shadow: 0 2px 12px rgba(0, 0, 0, .2); padding: 6px; }
-#places button { display: block; width: 100%; text-align: left; border: none;
-  background: none; padding: 9px 8px; border-bottom: 1px solid #f0f0f0; }
-</style>
-</head>
-<body>
-<div class="phone">
-  <header>镇海警民通</header>
-  <div class="tools">
-    <label>openid <input id="openid" type="text"></label>
-    <label><input id="aes" type="checkbox"> 加密(安全模式)</label>
-    <button id="subscribe" class="small">关注</button>
-  </div>
-  <div id="chat"><div class="note">本页为本地模拟的微信，消息会发往网关的 /wechat</div></div>
-  <div id="places" hidden></div>
-  <div class="composer">
-    <button id="voice" class="icon" title="把输入框的文字作为语音识别结果发送">🎤</button>
-    <input id="text" placeholder="输入消息（🎤 把它作为语音识别文字发送）" autocomplete="off">
-    <button id="pin" class="icon" title="发送位置">📍</button>
-    <button id="send">发送</button>
-  </div>
-  <div class="menu">
-    <button data-key="contact_officer">联系民警</button>
-    <button data-key="antifraud_tips">反诈知识</button>
-    <button data-key="my_community">我的社区</button>
-    <button data-key="service_guide">办事指南</button>
-  </div>
-</div>
-<script>
-const $ = (id) => document.getElementById(id);
-const chat = $("chat"), input = $("text");
-const PLACES = [
-  ["招宝山街道总浦桥社区", 29.9526, 121.7135],
-  ["骆驼街道", 29.9890, 121.6100],
-  ["庄市街道", 29.9410, 121.6400],
-  ["蛟川街道", 29.9700, 121.7000],
-];
-let openid = localStorage.getItem("jmtSimOpenid") ||
-  "sim-" + Math.random().toString(16).slice(2, 6);
-let lastId = 0;
-localStorage.setItem("jmtSimOpenid", openid);
-$("openid").value = openid;
-
-function add(el) { chat.appendChild(el); chat.scrollTop = chat.scrollHeight; }
-function note(text) {
-  const el = document.createElement("div");
-  el.className = "note";
-  el.textContent = text;
-  add(el);
-}
-function bubble(who, text, tag) {
-  const row = document.createElement("div");
-  row.className = "row " + who;
-  row.innerHTML = '<div class="avatar"></div><div class="bubble"></div>';
-  row.firstChild.textContent = who === "me" ? "我" : "警";
-  row.lastChild.textContent = text;
-  if (tag) {
-    const small = document.createElement("span");
-    small.className = "tag";
-    small.textContent = tag;
-    row.lastChild.appendChild(small);
-  }
-  add(row);
-}
-
-async function send(message) {
-  const encrypted = $("aes").checked;
-  try {
-    const r = await fetch("/simulator/api/send", {
-      method: "POST",
-      headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({openid, encrypted, ...message}),
-    });
-    const data = await r.json();
-    if (!r.ok) return note("模拟器拒绝：" + JSON.stringify(data.detail));
-    if (encrypted && !data.encrypted) note("未配置 WECHAT_ENCODING_AES_KEY，已按明文发送");
-    if (data.status !== 200) note(`公众号返回 HTTP ${data.status}：${data.raw}`);
-    else if (data.error) note("回复无法解析：" + data.error);
-    else if (data.reply) bubble("them", data.reply);
-  } catch (e) {
-    note("网络错误：" + e);
-  }
-}
-
-function sendText() {
-  const text = input.value.trim();
-  if (!text) return;
-  input.value = "";
-  bubble("me", text);
-  send({type: "text", content: text});
-}
-function sendPlace(label, lat, lng) {
-  $("places").hidden = true;
-  bubble("me", `📍 ${label || "我的位置"}\\n(${lat.toFixed(4)}, ${lng.toFixed(4)})`);
-  send({type: "location", lat, lng, label});
-}
-
-$("send").onclick = sendText;
-input.onkeydown = (e) => {
-  if (e.key === "Enter" && !e.isComposing) { e.preventDefault(); sendText(); }
-};
-$("voice").onclick = () => {
-  const text = input.value.trim();
-  input.value = "";
-  bubble("me", "🎤 语音\\n语音识别：" + (text || "（无）"));
-  send({type: "voice", recognition: text});
-};
-$("subscribe").onclick = () => {
-  note("你关注了公众号");
-  send({type: "event", event: "subscribe"});
-};
-for (const b of document.querySelectorAll(".menu button")) {
-  b.onclick = () => {
-    note(`点击菜单「${b.textContent}」`);
-    send({type: "event", event: "CLICK", key: b.dataset.key});
-  };
-}
-$("pin").onclick = () => {
-  const box = $("places");
-  box.innerHTML = "";
-  for (const [name, lat, lng] of PLACES) {
-    const b = document.createElement("button");
-    b.textContent = "📍 " + name;
-    b.onclick = () => sendPlace("浙江省宁波市镇海区" + name, lat, lng);
-    box.appendChild(b);
-  }
-  if (navigator.geolocation) {
-    const b = document.createElement("button");
-    b.textContent = "🧭 我的当前位置（浏览器定位）";
-    b.onclick = () => navigator.geolocation.getCurrentPosition(
-      (p) => sendPlace("", p.coords.latitude, p.coords.longitude),
-      (e) => { box.hidden = true; note("无法定位：" + e.message); },
-      {timeout: 10000});
-    box.appendChild(b);
-  }
-  box.hidden = !box.hidden;
-};
-$("openid").onchange = () => {
-  openid = $("openid").value.trim() || openid;
-  $("openid").value = openid;
-  localStorage.setItem("jmtSimOpenid", openid);
-  lastId = 0;
-  chat.innerHTML = "";
-  note("当前用户 " + openid);
-};
-
-async function poll() {
-  const who = openid;
-  try {
-    const r = await fetch(`/simulator/api/inbox?openid=${encodeURIComponent(who)}&after=${lastId}`);
-    if (r.ok && who === openid) {
-      for (const m of await r.json()) {
-        lastId = Math.max(lastId, m.id);
-        bubble("them", m.content, "客服消息");
-      }
-    }
-  } catch (e) { /* the gateway is restarting: try again */ }
-  setTimeout(poll, 1500);
-}
-poll();
-</script>
-</body>
-</html>
-"""
+    """The chat page: markup only; its script and style are static files, so the
+    console's Content-Security-Policy (gateway/console/routes.py) applies here too."""
+    return HTMLResponse(PAGE.read_text("utf-8"))

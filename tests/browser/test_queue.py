@@ -20,7 +20,7 @@ from casework import cases
 from casework.conversations import record_inbound
 from casework.models import Case
 from tests.browser.conftest import ARTIFACTS, Gateway
-from tests.browser.test_console import log_in
+from tests.browser.test_console import log_in, wait_for
 
 try:
     from playwright.sync_api import Page, expect
@@ -316,16 +316,23 @@ def test_on_a_phone_the_queue_is_a_list_of_cards(gateway: Gateway, phone_page: P
     card = row(page, fight)
     expect(card).to_be_visible()
     expect(page.locator("#queue thead")).to_be_hidden()
-    assert card.evaluate("e => getComputedStyle(e).display") == "grid"
-    for case_id in (fight, noise):
-        box = row(page, case_id).bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
-    summary = card.locator("td.summary-cell").bounding_box()
-    assert summary is not None and summary["width"] > 250  # the summary spans the card
+    expect(card).to_have_css("display", "grid")
     expect(row(page, noise).locator(".unread-badge")).to_have_text("1")
-    # The filter bar fits and works with a thumb; the search box comes first.
-    search = page.locator("#queue-search").bounding_box()
-    assert search is not None and search["x"] + search["width"] <= 390
+    expect(page.locator("#queue-search")).to_be_visible()
+
+    def within_the_screen(locator: Any, min_width: float = 0) -> bool:
+        box = locator.bounding_box()
+        return bool(box and box["x"] >= 0 and box["x"] + box["width"] <= 390) and (
+            box["width"] >= min_width
+        )
+
+    # Each card, and the search box above them, fits the phone's width (the layout is
+    # polled: the filter bar and the rows arrive in their own time).
+    for case_id in (fight, noise):
+        wait_for(lambda c=case_id: within_the_screen(row(page, c)), what=f"card {case_id} fits")
+    summary = card.locator("td.summary-cell")
+    wait_for(lambda: within_the_screen(summary, 250), what="the summary spans the card")
+    wait_for(lambda: within_the_screen(page.locator("#queue-search")), what="search fits")
     page.locator('.chip[data-filter="urgent"]').tap()
     expect(page.locator("#queue-body tr")).to_have_count(1)
     shot(page, "queue12-phone-cards")

@@ -28,7 +28,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from casework import accounts, broadcasts, db, dissuasion, nlu_export, stop_payments
 from casework.broadcast_schemas import AudienceIn
@@ -259,13 +259,16 @@ MATRIX: dict[tuple[str, str], Row] = {
 
 
 def app_routes(app) -> set[tuple[str, str]]:
-    """(method, path template) of every route, HEAD aside (Starlette adds it to GETs)."""
+    """(method, path template) of every route, HEAD aside (Starlette adds it to GETs);
+    a mounted static directory counts as GET <mount>/{name}."""
     found = set()
     for route in app.routes:
         if isinstance(route, (APIRoute, Route)):
             for method in route.methods or ():
                 if method != "HEAD":
                     found.add((method, route.path))
+        elif isinstance(route, Mount):
+            found.add(("GET", route.path + "/{name}"))
     return found
 
 

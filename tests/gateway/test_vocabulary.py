@@ -110,8 +110,12 @@ LABELS = [
 
 
 def _console_sources() -> dict[str, str]:
-    files = {name: (console.STATIC_DIR / name).read_text("utf-8") for name in console.STATIC_FILES}
+    files = {
+        name: (console.STATIC_DIR / name).read_text("utf-8") for name in console.static_files()
+    }
     files["routes.py"] = Path(console.__file__).read_text("utf-8")
+    for template in console.TEMPLATE_DIR.glob("*.html"):  # the pages' markup
+        files[template.name] = template.read_text("utf-8")
     return files
 
 

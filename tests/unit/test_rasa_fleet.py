@@ -21,7 +21,14 @@ import pytest
 
 from jmt import model as models
 from jmt.evaluate import GateResult
-from jmt.rasa_fleet import STATE_FILE, URLS_FILE, RasaFleet, read_json
+from jmt.rasa_fleet import (
+    STATE_FILE,
+    URLS_FILE,
+    WARM_UP_ROUNDS,
+    WARM_UP_TEXTS,
+    RasaFleet,
+    read_json,
+)
 from jmt.supervisor import Backoff, Supervisor
 
 STAND_IN = textwrap.dedent(
@@ -32,14 +39,26 @@ STAND_IN = textwrap.dedent(
     if model.startswith("broken"):
         raise SystemExit("simulated: this model does not load")
     time.sleep(0.3)  # "loading the model"
+    parsed = []  # texts parsed (POST /model/parse), in order
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"model_file": model, "nice": started_at_nice}).encode()
-            self.send_response(200)
+        def _answer(self, code, data):
+            body = json.dumps(data).encode()
+            self.send_response(code)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer(200, {"model_file": model, "nice": started_at_nice, "parsed": parsed})
+
+        def do_POST(self):
+            text = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["text"]
+            if model.startswith("noparse") or "token=t" not in self.path:
+                self._answer(500, {"error": "simulated: the model cannot parse"})
+                return
+            parsed.append(text)
+            self._answer(200, {"text": text, "intent": {"name": "greet", "confidence": 1.0}})
 
         def log_message(self, *args):
             pass
@@ -72,6 +91,13 @@ def status(url: str) -> str:
 
     with urllib.request.urlopen(f"{url}/status?token=t", timeout=5) as response:
         return str(json.loads(response.read())["model_file"])
+
+
+def parsed(url: str) -> list[str]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/status?token=t", timeout=5) as response:
+        return list(json.loads(response.read())["parsed"])
 
 
 def started_nice(url: str) -> int:
@@ -156,6 +182,30 @@ def test_a_model_that_does_not_start_switches_nothing(fleet: RasaFleet, tmp_path
     assert read_json(fleet.var_dir / URLS_FILE) == before
     assert [r.child for r in fleet.replicas] == children and all(c.running() for c in children)
     assert len(fleet.supervisor.children) == 2  # the failed candidate is not restarted
+
+
+def test_a_new_process_is_warmed_up_before_it_takes_traffic(
+    fleet: RasaFleet, tmp_path: Path
+) -> None:
+    """Its first parse is slow (TensorFlow traces): it parses every warm-up text, short to
+    long, before the URL list names it — and no resident's message is among them."""
+    new = tmp_path / "jmt-bbbbbbbbbbbb.tar.gz"
+    new.write_bytes(b"new")
+    fleet.promote(new)
+    for url in fleet.urls():
+        assert parsed(url) == list(WARM_UP_TEXTS) * WARM_UP_ROUNDS
+
+
+def test_a_model_that_cannot_parse_switches_nothing(fleet: RasaFleet, tmp_path: Path) -> None:
+    before = read_json(fleet.var_dir / URLS_FILE)
+    children = [r.child for r in fleet.replicas]
+    mute = tmp_path / "noparse-model.tar.gz"
+    mute.write_bytes(b"x")
+    with pytest.raises(Exception, match="does not parse"):
+        fleet.promote(mute)
+    assert read_json(fleet.var_dir / URLS_FILE) == before
+    assert [r.child for r in fleet.replicas] == children and all(c.running() for c in children)
+    assert len(fleet.supervisor.children) == 2  # the candidate was retired, not restarted
 
 
 def test_a_crashed_replica_comes_back_with_the_promoted_model(

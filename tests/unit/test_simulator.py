@@ -6,6 +6,7 @@ Runs the whole gateway app (TestClient, lifespan included) on SQLite with Rasa "
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 
@@ -414,11 +415,29 @@ def test_the_chat_page(client):
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/html")
     page = answer.text
-    for text in ("镇海警民通", "发送", "🎤", "📍", "加密(安全模式)", "关注", "客服消息"):
+    for text in ("镇海警民通", "发送", "🎤", "📍", "加密(安全模式)", "关注"):
         assert text in page
     for key in ("contact_officer", "antifraud_tips", "my_community", "service_guide"):
         assert f'data-key="{key}"' in page
     assert "http://" not in page and "https://" not in page  # no CDN, no external fonts
+    # The console's policy (one middleware): no inline script or style, so both are files.
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "'unsafe-inline'" not in policy and "frame-ancestors 'none'" in policy
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+    assert "<script>" not in page and "<style" not in page and " style=" not in page
+    assert not re.search(r"<[^>]+\son[a-z]+=", page)  # no inline event handlers
+    script = client.get("/simulator/static/simulator.js")
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert "客服消息" in script.text
+    assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+    assert "document.write" not in script.text
+    style = client.get("/simulator/static/simulator.css")
+    assert style.headers["content-type"] == "text/css; charset=utf-8"
+    assert 'src="/simulator/static/simulator.js"' in page
+    assert 'href="/simulator/static/simulator.css"' in page
+    assert client.get("/simulator/static/").status_code == 404  # never a listing
 
 
 def test_simulator_is_absent_when_disabled(monkeypatch, tmp_path):
