@@ -10,6 +10,7 @@ transcript — is audited (`read_conversation` / `read_case`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from casework.case_queue import CaseFilters
 from casework.cases import CATEGORY_LABELS, CaseError, reaches_wechat
 from casework.clock import aware, utcnow
 from casework.handling import NotFound
-from casework.models import Case, CaseNote, Conversation, Message, Ticket, User
+from casework.models import AuditEntry, Case, CaseNote, Conversation, Message, Ticket, User
 from casework.privacy import mask_pii
 from casework.schemas import (
     CaseConversation,
@@ -205,20 +206,29 @@ def list_cases(
         session=session, user=user, filters=filters, limit=limit, offset=offset
     )
     if filters.q and filters.q.strip():
-        audit.record(
-            session,
-            user,
-            "search_cases",
-            "case",
-            None,
-            client_ip=client_ip,
-            q=mask_pii(filters.q.strip()),
-            total=total,
-        )
+        _audit_search(session, user, mask_pii(" ".join(filters.q.split())), total, client_ip)
     unread = case_queue.unread_counts(session=session, user=user, case_ids=[c.id for c in found])
     return ListPage(
         items=[case_public(session, c, unread=unread.get(c.id, 0)) for c in found], total=total
     )
+
+
+SEARCH_AUDIT_WINDOW = timedelta(minutes=10)
+
+
+def _audit_search(session: Session, user: User, q: str, total: int, client_ip: str | None) -> None:
+    """A search reads residents' words: audit it — once per user and words within a few
+    minutes, as the open queue re-runs the same search on every live event."""
+    recent = session.execute(
+        select(AuditEntry.detail).where(
+            AuditEntry.actor_id == user.id,
+            AuditEntry.action == "search_cases",
+            AuditEntry.created_at >= utcnow() - SEARCH_AUDIT_WINDOW,
+        )
+    ).scalars()
+    if any((detail or {}).get("q") == q for detail in recent):
+        return
+    audit.record(session, user, "search_cases", "case", None, client_ip=client_ip, q=q, total=total)
 
 
 def _case_detail(session: Session, user: User, case: Case, client_ip: str | None) -> CaseDetail:

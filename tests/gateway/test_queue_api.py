@@ -209,6 +209,8 @@ def test_a_search_is_audited_with_numbers_masked(wechat, people, queue):
     ids, bearer = people
     resident_says("o-drugs", "卖药的人电话13812345678")
     assert listed(wechat, bearer["zhao"], q="13812345678") == ([queue["drugs"]], 1)
+    # The open queue re-runs the search on every live event: one entry for the same words.
+    assert listed(wechat, bearer["zhao"], q=" 13812345678", offset=1) == ([], 1)
     with db.session_scope() as session:
         [entry] = session.execute(
             select(AuditEntry).where(AuditEntry.action == "search_cases")
@@ -216,6 +218,12 @@ def test_a_search_is_audited_with_numbers_masked(wechat, people, queue):
         assert entry.actor_id == ids["zhao"]
         assert "13812345678" not in str(entry.detail)
         assert entry.detail["total"] == 1
+    listed(wechat, bearer["zhao"], q="卖药")
+    with db.session_scope() as session:
+        searched = session.execute(
+            select(AuditEntry.detail).where(AuditEntry.action == "search_cases")
+        ).scalars()
+        assert [d["q"] for d in searched] == [entry.detail["q"], "卖药"]
 
 
 # ------------------------------------------------------------------ pages
