@@ -10,15 +10,18 @@ transcript — is audited (`read_conversation` / `read_case`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from casework import audit, conversations, handling, tickets
-from casework.cases import CATEGORY_LABELS, PRIORITIES, reaches_wechat
+from casework import audit, case_queue, conversations, handling, tickets
+from casework.case_queue import CaseFilters
+from casework.cases import CATEGORY_LABELS, CaseError, reaches_wechat
 from casework.clock import aware, utcnow
 from casework.handling import NotFound
-from casework.models import Case, CaseNote, Conversation, Message, Ticket, User
+from casework.models import AuditEntry, Case, CaseNote, Conversation, Message, Ticket, User
+from casework.privacy import mask_pii
 from casework.schemas import (
     CaseConversation,
     CaseDetail,
@@ -27,6 +30,7 @@ from casework.schemas import (
     ConversationDetail,
     ConversationPublic,
     DivertResult,
+    ListPage,
     MePublic,
     MessagePublic,
     NotePublic,
@@ -44,7 +48,7 @@ def _person(session: Session, user_id: int | None) -> PersonRef | None:
     return PersonRef(id=user.id, name=handling.officer_name(user)) if user else None
 
 
-def case_public(session: Session, case: Case) -> CasePublic:
+def case_public(session: Session, case: Case, *, unread: int = 0) -> CasePublic:
     due = aware(case.due_at)
     waiting = case.first_reply_at is None and case.status != "closed"
     seconds_left = int((due - utcnow()).total_seconds()) if due and waiting else None
@@ -71,7 +75,14 @@ def case_public(session: Session, case: Case) -> CasePublic:
         notify_error=case.notify_error,
         rating=case.rating,
         resolution=case.resolution,
+        unread=unread,
     )
+
+
+def _case_for(session: Session, user: User, case: Case) -> CasePublic:
+    """One case as `user` sees it in the queue (with their unread count)."""
+    unread = case_queue.unread_counts(session=session, user=user, case_ids=[case.id])
+    return case_public(session, case, unread=unread.get(case.id, 0))
 
 
 def ticket_public(ticket: Ticket) -> TicketPublic:
@@ -178,15 +189,46 @@ def officers(*, session: Session, user: User) -> list[OfficerPublic]:
 # ------------------------------------------------------------------ cases
 
 
-def _queue_order(case: CasePublic) -> tuple[int, int, int]:
-    left = case.seconds_left
-    return (PRIORITIES.index(case.priority), left if left is not None else 10**9, case.id)
+def list_cases(
+    *,
+    session: Session,
+    user: User,
+    filters: CaseFilters | None = None,
+    limit: int = case_queue.DEFAULT_LIMIT,
+    offset: int = 0,
+    client_ip: str | None = None,
+) -> ListPage[CasePublic]:
+    """One page of the queue (most urgent first, then the least time left) and the total,
+    each case with the reader's unread count. A search over residents' words is audited
+    (masked: what was looked for, and how many cases it found)."""
+    filters = filters or CaseFilters()
+    found, total = case_queue.find(
+        session=session, user=user, filters=filters, limit=limit, offset=offset
+    )
+    if filters.q and filters.q.strip():
+        _audit_search(session, user, mask_pii(" ".join(filters.q.split())), total, client_ip)
+    unread = case_queue.unread_counts(session=session, user=user, case_ids=[c.id for c in found])
+    return ListPage(
+        items=[case_public(session, c, unread=unread.get(c.id, 0)) for c in found], total=total
+    )
 
 
-def list_cases(*, session: Session, user: User, status: str = "active") -> list[CasePublic]:
-    """The queue: most urgent first, then the least time left."""
-    found = handling.visible_cases(session=session, user=user, status=status)
-    return sorted((case_public(session, c) for c in found), key=_queue_order)
+SEARCH_AUDIT_WINDOW = timedelta(minutes=10)
+
+
+def _audit_search(session: Session, user: User, q: str, total: int, client_ip: str | None) -> None:
+    """A search reads residents' words: audit it — once per user and words within a few
+    minutes, as the open queue re-runs the same search on every live event."""
+    recent = session.execute(
+        select(AuditEntry.detail).where(
+            AuditEntry.actor_id == user.id,
+            AuditEntry.action == "search_cases",
+            AuditEntry.created_at >= utcnow() - SEARCH_AUDIT_WINDOW,
+        )
+    ).scalars()
+    if any((detail or {}).get("q") == q for detail in recent):
+        return
+    audit.record(session, user, "search_cases", "case", None, client_ip=client_ip, q=q, total=total)
 
 
 def _case_detail(session: Session, user: User, case: Case, client_ip: str | None) -> CaseDetail:
@@ -195,6 +237,10 @@ def _case_detail(session: Session, user: User, case: Case, client_ip: str | None
     if reaches_wechat(case.sender_id):  # else no conversation exists (and none is made)
         conversation = conversations.conversation_for(session=session, openid=case.sender_id)
         transcript = conversations.messages_of(session=session, conversation_id=conversation.id)
+        # The officer is shown the whole conversation: it is read now (the queue's unread).
+        case_queue.mark_read(
+            session=session, user=user, case_id=case.id, conversation_id=conversation.id
+        )
     notes = session.execute(
         select(CaseNote).where(CaseNote.case_id == case.id).order_by(CaseNote.id)
     ).scalars()
@@ -264,6 +310,12 @@ def claim(
 
 def reply(*, session: Session, user: User, case_id: int, text: str) -> ReplyResult:
     sent = handling.reply(session=session, user=user, case_id=case_id, text=text)
+    conversation_id = session.execute(
+        select(Message.conversation_id).where(Message.id == sent.message_id)
+    ).scalar_one()
+    case_queue.mark_read(
+        session=session, user=user, case_id=case_id, conversation_id=conversation_id
+    )
     return ReplyResult(message_id=sent.message_id, outbox_id=sent.outbox_id)
 
 
@@ -284,7 +336,7 @@ def transfer(
     case = handling.transfer(
         session=session, user=user, case_id=case_id, desk=desk, officer_id=officer_id
     )
-    return case_public(session, case)
+    return _case_for(session, user, case)
 
 
 def divert(
@@ -302,12 +354,12 @@ class Closed:
 
 def close(*, session: Session, user: User, case_id: int, resolution: str) -> Closed:
     case = handling.close(session=session, user=user, case_id=case_id, resolution=resolution)
-    return Closed(case=case_public(session, case), openid=case.sender_id)
+    return Closed(case=_case_for(session, user, case), openid=case.sender_id)
 
 
 def correct_category(*, session: Session, user: User, case_id: int, category: str) -> CasePublic:
     case = handling.correct_category(session=session, user=user, case_id=case_id, category=category)
-    return case_public(session, case)
+    return _case_for(session, user, case)
 
 
 # ------------------------------------------------------------------ conversations
@@ -356,12 +408,26 @@ def conversation_detail(
 # ------------------------------------------------------------------ tickets
 
 
-def list_tickets(*, session: Session, user: User, status: str | None = None) -> list[TicketPublic]:
-    """Diversion tickets the user may see, newest first."""
+def list_tickets(
+    *,
+    session: Session,
+    user: User,
+    status: str | None = None,
+    limit: int = case_queue.DEFAULT_LIMIT,
+    offset: int = 0,
+) -> ListPage[TicketPublic]:
+    """One page of the diversion tickets the user may see, newest first, and the total."""
     handling.check_reader(user)
-    query = select(Ticket).order_by(Ticket.id.desc())
+    case_queue.check_page(limit, offset)
+    conditions = []
     if status:
-        query = query.where(Ticket.status == status)
+        if status not in tickets.TICKET_STATES:
+            raise CaseError(f"未知的工单状态 {status!r}")
+        conditions.append(Ticket.status == status)
     if not handling.sees_everything(user):
-        query = query.where(handling.ticket_scope(user))
-    return [ticket_public(t) for t in session.execute(query).scalars()]
+        conditions.append(handling.ticket_scope(user))
+    total = session.execute(select(func.count(Ticket.id)).where(*conditions)).scalar_one()
+    page = session.execute(
+        select(Ticket).where(*conditions).order_by(Ticket.id.desc()).limit(limit).offset(offset)
+    ).scalars()
+    return ListPage(items=[ticket_public(t) for t in page], total=int(total))

@@ -121,6 +121,19 @@ class CaseNote(Base):
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
+class CaseRead(Base):
+    """How far one officer has read one case (revision 0013): the queue's unread counts."""
+
+    __tablename__ = "case_reads"
+    __table_args__ = (UniqueConstraint("case_id", "user_id", name="uq_case_reads_case_user"),)
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=False)
+    user_id = Column(Integer, ForeignKey("users.id"), nullable=False, index=True)
+    last_read_message_id = Column(Integer, nullable=False, default=0, server_default="0")
+    read_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
 class AuditEntry(Base):
     """Every officer action: who did what to which record, when."""
 

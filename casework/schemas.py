@@ -7,10 +7,25 @@ ones the console's scripts and ../shared/CONTRACT.md rely on: rename none of the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
+
+# ------------------------------------------------------------------ pages
+
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class ListPage(Generic[Item]):
+    """One page of a list route: the body stays a JSON list of `items`; `total` (all that
+    match, across pages) travels in the `X-Total-Count` header."""
+
+    items: list[Item]
+    total: int
+
 
 # ------------------------------------------------------------------ people
 
@@ -133,6 +148,9 @@ class CasePublic(BaseModel):
     notify_error: str | None
     rating: int | None
     resolution: str | None
+    unread: int = Field(
+        0, description="the resident's messages since the reader last opened or answered it"
+    )
 
 
 class NotePublic(BaseModel):

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel
 
-from casework import accounts, cases, nlu_inbox, tickets
+from casework import accounts, cases, gazetteer, nlu_inbox, tickets
 
 PRIORITY_LABELS = {"urgent": "紧急", "high": "高", "normal": "普通", "low": "低"}
 
@@ -153,6 +153,15 @@ DELIVERY_CHANNEL_LABELS = {
     "mass_tag": "按标签群发",
 }
 
+# ---- the queue's filter bar (queue12, issue 12): its buttons and selects' placeholders
+QUEUE_FILTER_LABELS = {
+    "mine": "我的",
+    "unclaimed": "待认领",
+    "urgent": "紧急",
+    "category": "分类",
+    "community": "社区",
+}
+
 
 class Term(BaseModel):
     """One code and what the console shows for it."""
@@ -175,6 +184,10 @@ class TicketStateTerm(Term):
 
 class RiskLevelTerm(Term):
     deadline_seconds: int  # a task of this level must be worked within this
+
+
+class CommunityTerm(Term):
+    street: str  # the street or town it belongs to
 
 
 class VocabularyPublic(BaseModel):
@@ -201,6 +214,8 @@ class VocabularyPublic(BaseModel):
     broadcast_statuses: list[Term]
     delivery_statuses: list[Term]
     delivery_channels: list[Term]
+    queue_filters: list[Term]
+    communities: list[CommunityTerm]  # the district's communities, street by street
 
 
 def _terms(labels: dict[str, str], order: tuple[str, ...] | None = None) -> list[Term]:
@@ -256,4 +271,10 @@ def vocabulary() -> VocabularyPublic:
         broadcast_statuses=_terms(BROADCAST_STATUS_LABELS),
         delivery_statuses=_terms(DELIVERY_STATUS_LABELS),
         delivery_channels=_terms(DELIVERY_CHANNEL_LABELS),
+        queue_filters=_terms(QUEUE_FILTER_LABELS),
+        communities=[
+            CommunityTerm(value=community, label=community, street=street)
+            for street, names in gazetteer.STREETS.items()
+            for community in names
+        ],
     )

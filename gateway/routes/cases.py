@@ -6,9 +6,12 @@ and the public schemas live there. Out-of-scope cases answer 404 like missing on
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
 
-from casework import console, handling
+from fastapi import APIRouter, Query, Request, Response
+
+from casework import case_queue, console, handling
+from casework.case_queue import CaseFilters
 from casework.schemas import (
     CaseDetail,
     CasePublic,
@@ -29,11 +32,53 @@ from gateway.deps import CurrentUser, OfficerUser, SessionDep, client_ip, domain
 router = APIRouter(prefix="/api", tags=["cases"])
 
 
+Limit = Annotated[int, Query(ge=1, le=case_queue.MAX_LIMIT, description="page size (1–200)")]
+Offset = Annotated[int, Query(ge=0, description="cases to skip")]
+
+
 @router.get("/cases", response_model=list[CasePublic])
-def list_cases(user: OfficerUser, session: SessionDep, status: str = "active") -> list[CasePublic]:
-    """The queue (`status`: active | open | claimed | closed), most urgent first."""
+def list_cases(
+    user: OfficerUser,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    status: Annotated[str, Query(description="active | open | claimed | closed")] = "active",
+    mine: Annotated[bool, Query(description="claimed by me, or routed to me unclaimed")] = False,
+    unclaimed: Annotated[bool, Query(description="not yet claimed (待认领)")] = False,
+    urgent: Annotated[bool, Query(description="priority urgent only")] = False,
+    category: Annotated[str | None, Query(description="a category code")] = None,
+    community: Annotated[str | None, Query(max_length=case_queue.MAX_COMMUNITY_LENGTH)] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=case_queue.MAX_QUERY_LENGTH,
+            description="words in the summary or in what the resident wrote",
+        ),
+    ] = None,
+    limit: Limit = case_queue.DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> list[CasePublic]:
+    """The queue, most urgent first, one page at a time (the total in `X-Total-Count`)."""
+    filters = CaseFilters(
+        status=status,
+        mine=mine,
+        unclaimed=unclaimed,
+        urgent=urgent,
+        category=category,
+        community=community,
+        q=q,
+    )
     with domain_errors():
-        return console.list_cases(session=session, user=user, status=status)
+        page = console.list_cases(
+            session=session,
+            user=user,
+            filters=filters,
+            limit=limit,
+            offset=offset,
+            client_ip=client_ip(request),
+        )
+    response.headers["X-Total-Count"] = str(page.total)
+    return page.items
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail)

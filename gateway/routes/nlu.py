@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
 
 from casework import nlu_export, nlu_inbox
@@ -53,6 +53,7 @@ def _fail(error: Exception) -> HTTPException:
 def list_inbox(
     user: TrainerUser,
     session: SessionDep,
+    response: Response,
     intent: str | None = None,
     min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
@@ -73,11 +74,13 @@ def list_inbox(
         reason=reason,
     )
     try:
-        return nlu_inbox.inbox_page(
+        page = nlu_inbox.inbox_page(
             session=session, user=user, filters=filters, limit=limit, offset=offset
         )
     except (nlu_inbox.NluError, nlu_inbox.NotAllowed) as error:
         raise _fail(error) from error
+    response.headers["X-Total-Count"] = str(page.total)  # as every paged list carries it
+    return page
 
 
 @router.get("/intents", response_model=IntentsPublic)

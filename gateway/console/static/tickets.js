@@ -1,4 +1,5 @@
-/* 治理工单: GET /api/tickets — non-police matters diverted to the governance platform. */
+/* 治理工单: GET /api/tickets — non-police matters diverted to the governance platform,
+ * newest first, one page at a time (上一页 / 下一页; the total from X-Total-Count). */
 "use strict";
 
 (() => {
@@ -46,25 +47,66 @@
     );
   }
 
+  const PAGE_SIZE = 50;
+  let offset = 0;
+  let total = 0;
+  const prev = h("button", { type: "button", id: "tickets-prev" }, "上一页");
+  const next = h("button", { type: "button", id: "tickets-next" }, "下一页");
+  const pageInfo = h("span", { id: "tickets-page", className: "muted" });
+  const pager = h("div", { className: "pager", id: "tickets-pager" }, prev, pageInfo, next);
+  ($("tickets-empty") || $("tickets")).insertAdjacentElement("afterend", pager);
+  prev.addEventListener("click", () => turn(-1));
+  next.addEventListener("click", () => turn(1));
+
+  function turn(direction) {
+    const target = offset + direction * PAGE_SIZE;
+    if (target < 0 || target >= total) return;
+    offset = target;
+    load();
+    window.scrollTo(0, 0);
+  }
+
+  function renderPager() {
+    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+    const current = Math.floor(offset / PAGE_SIZE) + 1;
+    pageInfo.textContent = `第 ${current} / ${pages} 页 · 共 ${total} 件`;
+    prev.disabled = offset <= 0;
+    next.disabled = offset + PAGE_SIZE >= total;
+    pager.hidden = total <= PAGE_SIZE && offset === 0;
+  }
+
   async function load() {
     const status = $("ticket-status").value;
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
+    if (status) params.set("status", status);
     try {
-      const [items] = await Promise.all([
-        api("/api/tickets" + (status ? "?status=" + encodeURIComponent(status) : "")),
+      const [response] = await Promise.all([
+        api("/api/tickets?" + params.toString(), { raw: true }),
         JMT.vocabulary(),
       ]);
+      const items = await response.json();
+      total = parseInt(response.headers.get("X-Total-Count") || "", 10);
+      if (isNaN(total)) total = items.length;
+      if (!items.length && offset > 0 && total > 0) {
+        offset = Math.floor((total - 1) / PAGE_SIZE) * PAGE_SIZE; // the page emptied meanwhile
+        return load();
+      }
       showError($("tickets-error"), "");
       const body = clear($("tickets-body"));
       for (const t of items) body.append(row(t));
       $("tickets-empty").hidden = items.length > 0;
       const overdue = items.filter((t) => t.overdue).length;
-      $("ticket-stats").textContent = `共 ${items.length} 件` + (overdue ? ` · 超期 ${overdue}` : "");
+      $("ticket-stats").textContent = `共 ${total} 件` + (overdue ? ` · 本页超期 ${overdue}` : "");
+      renderPager();
     } catch (e) {
       if (e.status !== 401) showError($("tickets-error"), "工单加载失败：" + e.message);
     }
   }
 
-  $("ticket-status").addEventListener("change", load);
+  $("ticket-status").addEventListener("change", () => {
+    offset = 0;
+    load();
+  });
   setInterval(load, 60000);
   JMT.vocabulary()
     .then((vocab) => JMT.fillOptions($("ticket-status"), vocab.ticket_states))
