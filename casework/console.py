@@ -169,12 +169,6 @@ def me(*, user: User) -> MePublic:
 # ------------------------------------------------------------------ the signed-in user
 
 
-def signed_in_user(*, session: Session, user_id: int) -> User | None:
-    """The account a valid token names, while it is still active."""
-    user = session.get(User, user_id)
-    return user if user is not None and user.active else None
-
-
 def officers(*, session: Session, user: User) -> list[OfficerPublic]:
     """Whom a case can be transferred to (names and desks only, no contact details)."""
     handling.check_reader(user)
@@ -366,16 +360,31 @@ def correct_category(*, session: Session, user: User, case_id: int, category: st
 
 
 def list_conversations(
-    *, session: Session, user: User, openid: str | None = None
-) -> list[ConversationPublic]:
-    """Conversations the user may see, newest first; an out-of-scope openid finds none."""
+    *,
+    session: Session,
+    user: User,
+    openid: str | None = None,
+    limit: int = case_queue.DEFAULT_LIMIT,
+    offset: int = 0,
+) -> ListPage[ConversationPublic]:
+    """One page of the conversations the user may see, newest first, and the total; an
+    out-of-scope openid finds none."""
     handling.check_reader(user)
-    query = select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    case_queue.check_page(limit, offset)
+    conditions = []
     if openid:
-        query = query.where(Conversation.openid == openid)
+        conditions.append(Conversation.openid == openid)
     if not handling.sees_everything(user):
-        query = query.where(handling.conversation_scope(user))
-    return [conversation_public(c) for c in session.execute(query).scalars()]
+        conditions.append(handling.conversation_scope(user))
+    total = session.execute(select(func.count(Conversation.id)).where(*conditions)).scalar_one()
+    page = session.execute(
+        select(Conversation)
+        .where(*conditions)
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).scalars()
+    return ListPage(items=[conversation_public(c) for c in page], total=int(total))
 
 
 def conversation_detail(

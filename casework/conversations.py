@@ -239,13 +239,6 @@ def messages_of(*, session: Session, conversation_id: int) -> list[Message]:
     )
 
 
-def list_conversations(*, session: Session, openid: str | None = None) -> list[Conversation]:
-    query = select(Conversation).order_by(Conversation.updated_at.desc())
-    if openid:
-        query = query.where(Conversation.openid == openid)
-    return list(session.execute(query).scalars())
-
-
 def hand_to_officers(*, session: Session, openid: str) -> Conversation:
     """From now on the resident's messages go to officers, not to the bot."""
     conversation = conversation_for(session=session, openid=openid)

@@ -116,20 +116,6 @@ def can_see(user: User, case: Case) -> bool:
     )
 
 
-def visible_cases(*, session: Session, user: User, status: str = "active") -> list[Case]:
-    check_reader(user)
-    query = select(Case)
-    if status == "active":
-        query = query.where(Case.status != "closed")
-    elif status in ("open", "claimed", "closed"):
-        query = query.where(Case.status == status)
-    else:
-        raise CaseError(f"unknown status filter {status!r}")
-    if not sees_everything(user):
-        query = query.where(scope_filter(user))
-    return list(session.execute(query).scalars())
-
-
 def get_case(*, session: Session, user: User, case_id: int) -> Case | None:
     """The case, or None when it does not exist or the user may not see it (the same
     answer, so ids do not leak). NotAllowed for roles that see no cases at all."""

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from casework import case_queue, console
-from casework.models import Ticket
 from casework.schemas import TicketPublic
 from gateway.deps import OfficerUser, SessionDep, domain_errors
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
-
-
-def ticket_public(ticket: Ticket) -> dict[str, Any]:
-    """Kept for the status-callback route (gateway/routes/webhooks.py)."""
-    return console.ticket_public(ticket).dict()
 
 
 @router.get("", response_model=list[TicketPublic])

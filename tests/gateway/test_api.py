@@ -41,6 +41,28 @@ def test_conversations_api_shows_every_message_both_ways_with_intent(wechat, ras
     assert detail["messages"][1]["delivery"] == "passive"
 
 
+def test_conversations_come_a_page_at_a_time_with_the_total(wechat):
+    add_user("wang", "commander")
+    for n in range(5):
+        wechat.post(text_xml(f"o-page-{n}", "你好"))
+    headers = bearer(wechat, "wang")
+    pages = []
+    for offset in (0, 2, 4):
+        answer = wechat.client.get(
+            "/api/conversations", params={"limit": 2, "offset": offset}, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Total-Count"] == "5"
+        pages.append([c["openid"] for c in answer.json()])
+    assert [len(page) for page in pages] == [2, 2, 1]
+    seen = [openid for page in pages for openid in page]
+    assert sorted(seen) == [f"o-page-{n}" for n in range(5)]  # no overlap, no gap
+    for bad in ({"limit": 0}, {"limit": 201}, {"offset": -1}):
+        assert (
+            wechat.client.get("/api/conversations", params=bad, headers=headers).status_code == 422
+        )
+
+
 def test_unknown_conversation_is_404(wechat):
     add_user("wang", "commander")
     answer = wechat.client.get("/api/conversations/9999", headers=bearer(wechat, "wang"))

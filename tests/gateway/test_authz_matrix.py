@@ -130,6 +130,11 @@ LEADS_CSV = (
 ).encode()
 
 
+# List routes come a page at a time (50 by default); the cells that create fresh records
+# push the fixture's own past the first page, so the "sees" check asks for the largest one.
+WHOLE_LIST = {"limit": 200}
+
+
 @dataclass(frozen=True)
 class Row:
     expect: dict[str, int]
@@ -195,7 +200,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/events"): Row(everyone(401), stream=True),
     ("POST", "/api/events/ticket"): Row(officers_only(200)),
     # ---- residents' records, scoped
-    ("GET", "/api/cases"): Row(officers_only(200), sees=CASES_SEEN),
+    ("GET", "/api/cases"): Row(officers_only(200), sees=CASES_SEEN, params=WHOLE_LIST),
     ("GET", "/api/cases/{case_id}"): Row(scoped()),
     ("POST", "/api/cases/{case_id}/claim"): Row(scoped(), fresh=True),
     ("POST", "/api/cases/{case_id}/reply"): Row(scoped(), json={"text": "您好"}, fresh=True),
@@ -206,9 +211,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/cases/{case_id}/category"): Row(
         scoped(), json={"category": "other"}, fresh=True
     ),
-    ("GET", "/api/conversations"): Row(officers_only(200), sees=CONVERSATIONS_SEEN),
+    ("GET", "/api/conversations"): Row(
+        officers_only(200), sees=CONVERSATIONS_SEEN, params=WHOLE_LIST
+    ),
     ("GET", "/api/conversations/{conversation_id}"): Row(scoped()),
-    ("GET", "/api/tickets"): Row(officers_only(200), sees=TICKETS_SEEN),
+    ("GET", "/api/tickets"): Row(officers_only(200), sees=TICKETS_SEEN, params=WHOLE_LIST),
     ("POST", "/api/tickets/{ticket_id}/status"): Row(everyone(401), json={"status": "accepted"}),
     # ---- precision dissuasion: the platform's signed webhook (no signature: 401), imports,
     # tasks of community A (its officer, the 反诈 desk, commanders, admins)
@@ -220,7 +227,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/dissuasion/leads/upload"): Row(
         uploaders(), files={"file": ("leads.csv", LEADS_CSV, "text/csv")}
     ),
-    ("GET", "/api/dissuasion/tasks"): Row(officers_only(200), sees=TASKS_SEEN),
+    ("GET", "/api/dissuasion/tasks"): Row(officers_only(200), sees=TASKS_SEEN, params=WHOLE_LIST),
     ("GET", "/api/dissuasion/tasks/{task_id}"): Row(anti_fraud()),
     ("POST", "/api/dissuasion/tasks/{task_id}/attempts"): Row(
         anti_fraud(), json={"channel": "phone", "reached": False, "note": "无人接听"}
