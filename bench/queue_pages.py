@@ -9,7 +9,7 @@ the number of matching cases. A fresh temporary SQLite database unless
 `--database-url` names another (e.g. a PostgreSQL database of your own: it must be empty;
 it is migrated here). The machine is shared: compare variants of one run.
 
-Usage: .venv/bin/python bench/queue.py [--cases 5000] [--messages 10] [--repeat 7]
+Usage: .venv/bin/python bench/queue_pages.py [--cases 5000] [--messages 10] [--repeat 7]
        [--database-url postgresql://...]
 """
 
