@@ -59,7 +59,6 @@ class StoredMessage:
     new: bool
     reply: str | None
     conversation: Conversation
-    first_contact: bool = False  # the resident and the conversation were created by this call
 
 
 def store_inbound_message(
@@ -89,7 +88,6 @@ def store_inbound_message(
         .join(Resident, Resident.id == Conversation.resident_id)
         .where(Conversation.openid == openid)
     ).first()
-    first_contact = found is None
     if found is None:
         conversation, last_seen = _first_contact(session, openid), None  # seen just now
     else:
@@ -130,13 +128,7 @@ def store_inbound_message(
             .values(last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
-    return StoredMessage(
-        message_id=message_id,
-        new=True,
-        reply=None,
-        conversation=conversation,
-        first_contact=first_contact,
-    )
+    return StoredMessage(message_id=message_id, new=True, reply=None, conversation=conversation)
 
 
 def record_inbound(

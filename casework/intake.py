@@ -47,7 +47,6 @@ class StoredInbound(BaseModel):
     reply: str | None  # the passive reply it already got (repeated on retries)
     owner: str  # who owns the conversation: bot | officer
     awaiting_rating: bool = False  # the resident was asked to rate a closed case
-    first_contact: bool = False  # the resident's first message: their rows were created now
 
     class Config:
         frozen = True
@@ -133,7 +132,6 @@ def store_inbound(
         reply=stored.reply,
         owner=conversation.owner,
         awaiting_rating=conversation.awaiting_rating_case_id is not None,
-        first_contact=stored.first_contact,
     )
 
 

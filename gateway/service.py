@@ -39,7 +39,6 @@ from casework import (
 from casework.clock import utcnow
 from casework.intake import SignedCallback, StoredInbound
 from casework.privacy import mask_pii
-from casework.settings import get_settings
 from gateway import observability
 from gateway.messages import Incoming, bot_texts, compose
 from integrations.rasa import ParseResult, RasaClient, RasaUnavailable, parse_result
@@ -134,21 +133,6 @@ class RateLimiter:
         return True
 
 
-def _may_ask_before_commit(incoming: Incoming, stored: StoredInbound) -> bool:
-    """A later text message for the bot: storing it inserted the message (and the
-    signature's nonce) and nothing the bot's turn reads or writes (see `InboundService._stored`)."""
-    return (
-        stored.new
-        and not stored.first_contact
-        and stored.owner == "bot"
-        and not stored.awaiting_rating
-        and incoming.msg_type == "text"
-        and incoming.event is None
-        and incoming.bot_text is not None
-        and incoming.local_reply is None
-    )
-
-
 class InboundService:
     def __init__(
         self,
@@ -173,21 +157,12 @@ class InboundService:
         # Rasa's SQL tracker store: parses are read there, not from a replica (cheaper).
         self.tracker_url = tracker_url
         self._background: set[asyncio.Task] = set()
-        url = database_url or get_settings().database_url
-        self._overlap_commits = url.startswith("postgresql")  # see `_stored`
 
     # ------------------------------------------------------------------ storage (sync)
 
-    def _store(
-        self,
-        incoming: Incoming,
-        signed: SignedCallback | None,
-        ready: Callable[[StoredInbound], None] | None = None,
-    ) -> StoredInbound:
-        """Store the message and commit. `ready` is called with what was stored BEFORE the
-        commit when the bot may be asked at once (`_may_ask_before_commit`)."""
+    def _store(self, incoming: Incoming, signed: SignedCallback | None) -> StoredInbound:
         with db.session_scope(self.database_url) as session:
-            stored = intake.store_inbound(
+            return intake.store_inbound(
                 session=session,
                 signed=signed,
                 openid=incoming.openid,
@@ -204,42 +179,6 @@ class InboundService:
                     else None
                 ),
             )
-            if ready is not None and _may_ask_before_commit(incoming, stored):
-                ready(stored)
-            return stored  # leaving the block commits
-
-    async def _stored(
-        self, incoming: Incoming, signed: SignedCallback | None
-    ) -> tuple[StoredInbound, asyncio.Future | None]:
-        """(what was stored, the commit still running or None).
-
-        On PostgreSQL the commit waits for the WAL flush — the largest part of the
-        gateway's own time on a message (issue 10's 1.15× target). For a later text
-        message of a resident the bot talks to, nothing the bot's turn does needs this
-        row committed (its statements only inserted the message and the nonce), so the
-        bot is asked while the commit runs, and the answer waits for the commit before it
-        leaves (`_ask_bot`): a message is never answered unless it is stored. A commit that
-        fails then answers 503, and WeChat's retry stores it again — the one case where the
-        bot may see a message twice is a database failing between a statement and its
-        commit. SQLite commits first (one writer: an open transaction would hold up the
-        action server's writes)."""
-        if not self._overlap_commits:
-            return await asyncio.to_thread(self._store, incoming, signed), None
-        loop = asyncio.get_running_loop()
-        early: asyncio.Future[StoredInbound] = loop.create_future()
-
-        def ready(stored: StoredInbound) -> None:
-            def settle() -> None:
-                if not early.done():
-                    early.set_result(stored)
-
-            loop.call_soon_threadsafe(settle)
-
-        committing = asyncio.ensure_future(asyncio.to_thread(self._store, incoming, signed, ready))
-        await asyncio.wait({early, committing}, return_when=asyncio.FIRST_COMPLETED)
-        if early.done():
-            return early.result(), committing
-        return committing.result(), None  # committed (or raised: nothing stored)
 
     def _answer_passively(
         self, stored: StoredInbound, text: str, sender: str, at: datetime | None = None
@@ -338,7 +277,7 @@ class InboundService:
         are not what the resident waits for; without it they are written before
         returning. Raises `intake.Replayed` when `signed` was seen with another body."""
         arrived = time.monotonic() if arrived is None else arrived
-        stored, committing = await self._stored(incoming, signed)
+        stored = await asyncio.to_thread(self._store, incoming, signed)
         if not stored.new:
             logger.info(
                 "retry of %s: %s", incoming.dedupe_key, "same reply" if stored.reply else "success"
@@ -355,8 +294,6 @@ class InboundService:
             # the officer answers; only 退订 / 订阅提醒 / 删手机号 are honoured at once
             return await self._warnings_choice(incoming, stored)
         if not self.rate_limiter.allow(incoming.openid):
-            if committing is not None:
-                await committing
             await asyncio.to_thread(self._answer_passively, stored, RATE_LIMITED, "system")
             return RATE_LIMITED
         if stored.awaiting_rating and await asyncio.to_thread(self._take_rating, incoming):
@@ -364,7 +301,7 @@ class InboundService:
                 self._answer_passively, stored, handling.RATING_THANKS, "system"
             )
             return handling.RATING_THANKS
-        return await self._ask_bot(incoming, stored, arrived, after, committing)
+        return await self._ask_bot(incoming, stored, arrived, after)
 
     async def _warnings_choice(self, incoming: Incoming, stored: StoredInbound) -> str | None:
         """退订 / 订阅提醒 and withdrawing the mobile work at any time (issue 11), also
@@ -408,20 +345,15 @@ class InboundService:
         stored: StoredInbound,
         arrived: float,
         after: list[Callable[[], Awaitable[None]]] | None = None,
-        committing: asyncio.Future | None = None,
     ) -> str | None:
         task = asyncio.create_task(self._bot_turn(incoming, stored.message_id))
         left = max(self.passive_budget - (time.monotonic() - arrived), 0.0)
         try:
             texts, error = await asyncio.wait_for(asyncio.shield(task), left)
         except asyncio.TimeoutError:
-            if committing is not None:
-                await committing  # "success" only for a stored message
             # Too slow for a passive reply: answer `success`, deliver when the bot is done.
             self._keep(asyncio.create_task(self._deliver_late(task, incoming, stored)))
             return None
-        if committing is not None:
-            await committing  # an answer only for a stored message; raises if it was not
         if error is not None:
             await asyncio.to_thread(self._bot_down_case, incoming.openid, incoming.content, error)
             texts = [BOT_UNAVAILABLE]
