@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -267,39 +267,12 @@ def record_notice(
 ) -> str:
     """What became of one sending attempt: "sent", "pending" (retried after the backoff),
     "failed", or "lost" when our claim was taken over and nothing was written."""
-    now = now or utcnow()
-    owner = owner or claims.worker_id()
-    row = session.execute(
-        select(CaseNotice.attempts, CaseNotice.first_attempt_at).where(
-            CaseNotice.id == notice_id,
-            CaseNotice.claimed_by == owner,
-            CaseNotice.status == "pending",
-        )
-    ).one_or_none()
-    if row is None:
-        return "lost"
-    attempts, first_attempt_at = row
-    outcome, next_attempt = claims.attempt_outcome(
+    return claims.record_notice_attempt(
+        session,
+        model=CaseNotice,
+        notice_id=notice_id,
         error=error,
         permanent=permanent,
-        attempts=attempts,
-        first_attempt_at=first_attempt_at,
-        now=now,
+        owner=owner or claims.worker_id(),
+        now=now or utcnow(),
     )
-    values: dict[str, object] = {"error": error[:1000] if error else None}
-    if outcome == "pending":
-        values["next_attempt_at"] = next_attempt
-    else:
-        values["status"] = outcome
-    if outcome == "sent":
-        values["sent_at"] = now
-    released = claims.release(
-        session,
-        id_column=CaseNotice.id,
-        item_id=notice_id,
-        owner_column=CaseNotice.claimed_by,
-        owner=owner,
-        values={"claimed_by": None, "claim_expires_at": None, **values},
-        also=CaseNotice.status == "pending",
-    )
-    return outcome if released else "lost"

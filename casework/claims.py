@@ -147,6 +147,54 @@ def attempt_values(
     }
 
 
+def record_notice_attempt(
+    session: Session,
+    *,
+    model: Any,
+    notice_id: int,
+    error: str | None,
+    permanent: bool,
+    owner: str,
+    now: datetime,
+) -> str:
+    """One sending attempt of a notice row (a table with `attempts`, `first_attempt_at`,
+    `status`, `error`, `next_attempt_at`, `sent_at` and the claim columns: `CaseNotice`,
+    `DissuasionNotice`): "sent", "pending" (retried after the backoff), "failed", or
+    "lost" when our claim was taken over and nothing was written."""
+    row = session.execute(
+        select(model.attempts, model.first_attempt_at).where(
+            model.id == notice_id, model.claimed_by == owner, model.status == "pending"
+        )
+    ).one_or_none()
+    if row is None:
+        return "lost"
+    attempts, first_attempt_at = row
+    outcome, next_attempt = attempt_outcome(
+        error=error,
+        permanent=permanent,
+        attempts=attempts,
+        first_attempt_at=first_attempt_at,
+        now=now,
+    )
+    values: dict[str, object] = {"error": error[:1000] if error else None}
+    if outcome == "pending":
+        values["next_attempt_at"] = next_attempt
+    else:
+        values["status"] = outcome
+    if outcome == "sent":
+        values["sent_at"] = now
+    released = release(
+        session,
+        id_column=model.id,
+        item_id=notice_id,
+        owner_column=model.claimed_by,
+        owner=owner,
+        values={"claimed_by": None, "claim_expires_at": None, **values},
+        also=model.status == "pending",
+    )
+    return outcome if released else "lost"
+
+
 def claim_rows(
     session: Session,
     *,

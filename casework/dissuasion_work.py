@@ -238,39 +238,12 @@ def record_notice(
 ) -> str:
     """What became of one sending attempt: "sent", "pending" (retried after the backoff),
     "failed", or "lost" when our claim was taken over and nothing was written."""
-    now = now or utcnow()
-    owner = owner or claims.worker_id()
-    row = session.execute(
-        select(DissuasionNotice.attempts, DissuasionNotice.first_attempt_at).where(
-            DissuasionNotice.id == notice_id,
-            DissuasionNotice.claimed_by == owner,
-            DissuasionNotice.status == "pending",
-        )
-    ).one_or_none()
-    if row is None:
-        return "lost"
-    attempts, first_attempt_at = row
-    outcome, next_attempt = claims.attempt_outcome(
+    return claims.record_notice_attempt(
+        session,
+        model=DissuasionNotice,
+        notice_id=notice_id,
         error=error,
         permanent=permanent,
-        attempts=attempts,
-        first_attempt_at=first_attempt_at,
-        now=now,
+        owner=owner or claims.worker_id(),
+        now=now or utcnow(),
     )
-    values: dict[str, object] = {"error": error[:1000] if error else None}
-    if outcome == "pending":
-        values["next_attempt_at"] = next_attempt
-    else:
-        values["status"] = outcome
-    if outcome == "sent":
-        values["sent_at"] = now
-    released = claims.release(
-        session,
-        id_column=DissuasionNotice.id,
-        item_id=notice_id,
-        owner_column=DissuasionNotice.claimed_by,
-        owner=owner,
-        values={"claimed_by": None, "claim_expires_at": None, **values},
-        also=DissuasionNotice.status == "pending",
-    )
-    return outcome if released else "lost"

@@ -159,6 +159,16 @@ def build_case_notice(notice: case_notices.DueNotice, console_url: str) -> Notif
     )
 
 
+async def _notify(notifier: Notifier, notification: Notification) -> tuple[str | None, bool]:
+    """Send one notification off the event loop: (None, False) when delivered, else the
+    error's text and whether retrying cannot help (`NotifyError.permanent`)."""
+    try:
+        await asyncio.to_thread(notifier.send, notification)
+    except NotifyError as failure:
+        return str(failure) or type(failure).__name__, failure.permanent
+    return None, False
+
+
 class Dispatcher(BackgroundLoop):
     name = "dispatcher"
 
@@ -250,12 +260,7 @@ class Dispatcher(BackgroundLoop):
 
     async def _announce(self, announcement: Announcement) -> None:
         assert self.notifier is not None
-        error: str | None = None
-        permanent = False
-        try:
-            await asyncio.to_thread(self.notifier.send, announcement.notification)
-        except NotifyError as failure:
-            error, permanent = str(failure) or type(failure).__name__, failure.permanent
+        error, permanent = await _notify(self.notifier, announcement.notification)
         outcome = await asyncio.to_thread(
             self._record_announcement, announcement.case_id, error, permanent
         )
@@ -288,12 +293,7 @@ class Dispatcher(BackgroundLoop):
         for notice in due:
             notifier = self.personal if notice.channel == case_notices.PERSONAL else self.notifier
             assert notifier is not None  # a channel without one was marked failed
-            error: str | None = None
-            permanent = False
-            try:
-                await asyncio.to_thread(notifier.send, build_case_notice(notice, self.console_url))
-            except NotifyError as failure:
-                error, permanent = str(failure) or type(failure).__name__, failure.permanent
+            error, permanent = await _notify(notifier, build_case_notice(notice, self.console_url))
             outcome = await asyncio.to_thread(
                 self._record_case_notice, notice.notice_id, error, permanent
             )
@@ -358,12 +358,7 @@ class Dispatcher(BackgroundLoop):
         for notice in notices:  # none without a notifier: they were marked failed
             assert self.notifier is not None
             notification = build_task_notification(notice, self.console_url)
-            error: str | None = None
-            permanent = False
-            try:
-                await asyncio.to_thread(self.notifier.send, notification)
-            except NotifyError as failure:
-                error, permanent = str(failure) or type(failure).__name__, failure.permanent
+            error, permanent = await _notify(self.notifier, notification)
             outcome = await asyncio.to_thread(
                 self._record_task_notice, notice.notice_id, error, permanent
             )
